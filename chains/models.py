@@ -1,0 +1,464 @@
+"""Workflows, chains of workflows, and the record of every run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from rpa_monitor.errors import WorkflowNotFoundError
+from rpa_monitor.lib.callables import CallableError, resolve_callable
+from rpa_monitor.lib.counters import add_counts
+
+ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"  # its worker died; set by the reaper
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_STATUSES = tuple(s for s in RunStatus if s not in ACTIVE_STATUSES)
+FAILED_STATUSES = (RunStatus.FAILURE, RunStatus.TIMEOUT, RunStatus.ABANDONED)
+
+
+class Workflow(models.Model):
+    class Kind(models.TextChoices):
+        COMMAND = "command", "Command (argv, no shell)"
+        PYTHON = "python", "Python callable"
+
+    slug = models.SlugField(max_length=100, unique=True, help_text="The workflow_id in logs, metrics and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.COMMAND)
+    command = models.JSONField(
+        default=list, blank=True, help_text="argv list, run without a shell; `python` means this interpreter."
+    )
+    callable = models.CharField(max_length=255, blank=True, help_text="package.module:function, called as function(ctx).")
+    working_dir = models.CharField(max_length=500, blank=True, help_text="Defaults to the project directory.")
+    environment = models.JSONField(default=dict, blank=True, help_text="Extra environment variables (strings).")
+    timeout_seconds = models.PositiveIntegerField(default=3600, validators=[MinValueValidator(1)])
+    max_retries = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
+    retry_delay_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(3600)])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(timeout_seconds__gte=1), name="workflow_timeout_positive"),
+            models.CheckConstraint(condition=Q(kind__in=["command", "python"]), name="workflow_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.kind == self.Kind.COMMAND:
+            errors.update(_command_errors(self.command))
+        elif self.kind == self.Kind.PYTHON:
+            errors.update(_callable_errors(self.callable))
+        errors.update(_environment_errors(self.environment))
+        if self.working_dir and not os.path.isdir(self.resolved_working_dir()):
+            errors["working_dir"] = f"{self.working_dir!r} is not a directory on this host"
+        if errors:
+            raise ValidationError(errors)
+
+    def resolved_working_dir(self) -> str:
+        return os.path.join(settings.RPA_DEFAULT_WORKDIR, self.working_dir or "")
+
+    @property
+    def command_line(self) -> str:
+        if self.kind == self.Kind.PYTHON:
+            return self.callable
+        return shlex.join(self.command) if isinstance(self.command, list) else str(self.command)
+
+
+def _command_errors(command: Any) -> dict[str, str]:
+    if not isinstance(command, list) or not command:
+        return {"command": "a command workflow needs a command (a non-empty argv list)"}
+    if not all(isinstance(arg, str) for arg in command):
+        return {"command": "every argument must be a string"}
+    if not command[0].strip():
+        return {"command": "the program (first argument) must not be empty"}
+    if any("\x00" in arg for arg in command):
+        return {"command": "arguments must not contain NUL bytes"}
+    return {}
+
+
+def _callable_errors(path: str) -> dict[str, str]:
+    if not path:
+        return {"callable": "a python workflow needs a callable (package.module:function)"}
+    try:
+        resolve_callable(path)
+    except CallableError as exc:
+        return {"callable": str(exc)}
+    return {}
+
+
+def _environment_errors(environment: Any) -> dict[str, str]:
+    if not isinstance(environment, dict):
+        return {"environment": "must be a JSON object of NAME: value strings"}
+    for name, value in environment.items():
+        if not name or name[0].isdigit() or not set(name) <= ENV_NAME_CHARS:
+            return {"environment": f"{name!r} is not a valid variable name"}
+        if not isinstance(value, str):
+            return {"environment": f"the value of {name} must be a string, got {type(value).__name__}"}
+        if "\x00" in value:
+            return {"environment": f"the value of {name} must not contain NUL bytes"}
+    return {}
+
+
+class ChainManager(models.Manager["Chain"]):
+    def create_with_steps(self, slug: str, name: str, workflows: Sequence[str], **fields: Any) -> Chain:
+        """Create a chain running `workflows` (slugs) in order; all or nothing.
+
+        Raises WorkflowNotFoundError naming every unknown slug, ValidationError for
+        bad chain fields; either way no chain or step row is written.
+        """
+        found = resolve_workflows(workflows)
+        chain = self.model(slug=slug, name=name, **fields)
+        chain.full_clean()
+        with transaction.atomic():
+            chain.save()
+            chain.set_steps(found)
+        return chain
+
+
+def resolve_workflows(slugs: Sequence[str], field: str = "workflows") -> list[Workflow]:
+    """The workflows for `slugs`, in order; WorkflowNotFoundError names the unknown ones."""
+    if not slugs:
+        raise ValidationError({field: "a chain needs at least one workflow"})
+    if not all(isinstance(slug, str) for slug in slugs):
+        raise ValidationError({field: "workflows must be given as slugs (strings)"})
+    by_slug = {w.slug: w for w in Workflow.objects.filter(slug__in=set(slugs))}
+    missing = [slug for slug in slugs if slug not in by_slug]
+    if missing:
+        raise WorkflowNotFoundError(missing, field)
+    return [by_slug[slug] for slug in slugs]
+
+
+class Chain(models.Model):
+    slug = models.SlugField(max_length=100, unique=True, help_text="The chain_id in logs, metrics and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChainManager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def set_steps(self, workflows: Sequence[Workflow]) -> None:
+        with transaction.atomic():
+            self.steps.all().delete()
+            ChainStep.objects.bulk_create(
+                ChainStep(chain=self, position=i, workflow=w) for i, w in enumerate(workflows, start=1)
+            )
+
+    def ordered_steps(self) -> list[ChainStep]:
+        return sorted(self.steps.all(), key=lambda step: step.position)
+
+    @property
+    def sequence(self) -> str:
+        """`login → data_entry → submit` (uses prefetched steps when there are some)."""
+        return " → ".join(step.workflow.slug for step in self.ordered_steps())
+
+
+class ChainStep(models.Model):
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="steps")
+
+    class Meta:
+        ordering = ["chain", "position"]
+        constraints = [
+            # Steps run in position order; two steps cannot share a place.
+            models.UniqueConstraint(fields=["chain", "position"], name="chainstep_chain_position_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}#{self.position}: {self.workflow_id}"
+
+
+class ChainRunQuerySet(models.QuerySet["ChainRun"]):
+    def active(self) -> ChainRunQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+
+class ChainRun(models.Model):
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total_steps = models.PositiveIntegerField(default=0)
+    failed_step = models.PositiveIntegerField(null=True, blank=True, help_text="Position of the step that failed.")
+    error = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ChainRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # A chain's history and "last execution", newest first.
+            models.Index(fields=["chain", "-id"], name="chainrun_chain_recent_idx"),
+            # Admin status filter, newest first.
+            models.Index(fields=["status", "-id"], name="chainrun_status_recent_idx"),
+            # Date ranges and retention.
+            models.Index(fields=["created_at"], name="chainrun_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id and self.chain.slug} run #{self.pk}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return _duration(self.started_at, self.finished_at)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def start(self) -> bool:
+        """queued → running; False when it was not queued (e.g. cancelled meanwhile)."""
+        now = timezone.now()
+        updated = ChainRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now
+        )
+        if updated:
+            self.status, self.started_at = RunStatus.RUNNING, now
+        return bool(updated)
+
+    def finish(self, status: RunStatus, failed_step: int | None = None, error: str = "") -> bool:
+        """Record the outcome once; False when the run had already finished."""
+        assert status in FINISHED_STATUSES, status
+        now = timezone.now()
+        fields = {"status": status, "finished_at": now, "failed_step": failed_step, "error": error}
+        with transaction.atomic():
+            updated = ChainRun.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**fields)
+            if updated:
+                ChainRunCount.objects.bump(self.chain_id, status)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db()
+        return bool(updated)
+
+    def step_runs(self) -> list[WorkflowRun]:
+        """The last attempt of each step, in order."""
+        last: dict[int, WorkflowRun] = {}
+        for run in self.workflow_runs.select_related("workflow").order_by("position", "attempt"):
+            last[run.position or 0] = run
+        return [last[p] for p in sorted(last)]
+
+
+class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
+    def active(self) -> WorkflowRunQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def finished(self) -> WorkflowRunQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+
+class WorkflowRun(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    chain_run = models.ForeignKey(
+        ChainRun, null=True, blank=True, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
+    )
+    position = models.PositiveIntegerField(null=True, blank=True, help_text="Step position within the chain run.")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True, help_text="The bot process (leader of its process group).")
+    worker_pid = models.IntegerField(null=True, blank=True, help_text="The runner supervising the bot.")
+    params = models.JSONField(default=dict, blank=True)
+    progress_done = models.PositiveIntegerField(null=True, blank=True)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = WorkflowRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # A workflow's history and "last run", newest first.
+            models.Index(fields=["workflow", "-id"], name="wfrun_workflow_recent_idx"),
+            # A chain run's steps in order (the run page, resume from failure).
+            models.Index(fields=["chain_run", "position", "attempt"], name="wfrun_chainrun_pos_idx"),
+            # Admin status filter, newest first.
+            models.Index(fields=["status", "-id"], name="wfrun_status_recent_idx"),
+            # Date ranges and retention.
+            models.Index(fields=["created_at"], name="wfrun_created_idx"),
+            # The reaper: running runs whose heartbeat is older than the lease.
+            models.Index(
+                fields=["heartbeat_at"], condition=Q(status="running"), name="wfrun_running_heartbeat_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug} run #{self.pk}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return _duration(self.started_at, self.finished_at)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def start(self, host: str, pid: int | None, worker_pid: int | None) -> bool:
+        """queued → running with who runs it; False when it was not queued."""
+        now = timezone.now()
+        fields = {
+            "status": RunStatus.RUNNING,
+            "started_at": now,
+            "heartbeat_at": now,
+            "host": host[:255],
+            "pid": pid,
+            "worker_pid": worker_pid,
+        }
+        updated = WorkflowRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def heartbeat(self, progress: tuple[int, int] | None = None) -> bool:
+        """Renew the lease (and store progress); False when the run is no longer running."""
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+        if progress is not None:
+            fields["progress_done"], fields["progress_total"] = progress
+        updated = WorkflowRun.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def finish(self, status: RunStatus, exit_code: int | None = None, error: str = "") -> bool:
+        """Record the outcome exactly once, counting it in the same transaction.
+
+        False when the run had already finished (cancelled, or reaped as abandoned).
+        """
+        assert status in FINISHED_STATUSES, status
+        now = timezone.now()
+        fields = {"status": status, "finished_at": now, "exit_code": exit_code, "error": error}
+        with transaction.atomic():
+            updated = WorkflowRun.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**fields)
+            if updated:
+                WorkflowRunCount.objects.bump(self.workflow_id, status)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db()
+        return bool(updated)
+
+    def mark_failed(self, error: str, exit_code: int | None = None) -> bool:
+        return self.finish(RunStatus.FAILURE, exit_code=exit_code, error=error)
+
+
+def _duration(start: datetime | None, end: datetime | None) -> timedelta | None:
+    if start is None:
+        return None
+    return (end or timezone.now()) - start
+
+
+class RunCountManager(models.Manager[Any]):
+    def bump(self, owner_id: int, status: str) -> None:
+        """Add one finished run; call it inside the transaction that finished it."""
+        add_counts(self.model, [f"{self.model.owner_field}_id", "status"], {(owner_id, status): 1})
+
+    def by_owner(self) -> dict[int, dict[str, int]]:
+        """{owner id: {status: count}} for every owner (one small query)."""
+        result: dict[int, dict[str, int]] = {}
+        for owner_id, status, count in self.values_list(f"{self.model.owner_field}_id", "status", "count"):
+            result.setdefault(owner_id, {})[status] = count
+        return result
+
+
+class WorkflowRunCount(models.Model):
+    """How many runs of a workflow finished with each status, ever.
+
+    Kept in the transaction that finishes a run, never decremented by retention:
+    the success-rate column and workflow_executions_total read it in O(workflows).
+    """
+
+    owner_field = "workflow"
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="run_counts", db_index=False)
+    status = models.CharField(max_length=10, choices=RunStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    objects = RunCountManager()
+
+    class Meta:
+        constraints = [
+            # One counter per (workflow, status): bump() updates it in place.
+            models.UniqueConstraint(fields=["workflow", "status"], name="wfruncount_workflow_status_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} {self.status}: {self.count}"
+
+
+class ChainRunCount(models.Model):
+    """How many runs of a chain finished with each status, ever (see WorkflowRunCount)."""
+
+    owner_field = "chain"
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="run_counts", db_index=False)
+    status = models.CharField(max_length=10, choices=RunStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    objects = RunCountManager()
+
+    class Meta:
+        constraints = [
+            # One counter per (chain, status): bump() updates it in place.
+            models.UniqueConstraint(fields=["chain", "status"], name="chainruncount_chain_status_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain_id} {self.status}: {self.count}"
+
+
+def success_rate(counts: dict[str, int]) -> float | None:
+    """Percent of finished runs that succeeded (cancelled runs do not count)."""
+    decided = sum(n for status, n in counts.items() if status != RunStatus.CANCELLED)
+    if not decided:
+        return None
+    return 100.0 * counts.get(RunStatus.SUCCESS, 0) / decided

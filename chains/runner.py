@@ -1,0 +1,172 @@
+"""Running workflows and chains, in the foreground or through the task queue."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+
+from chains.executors import execute
+from chains.models import (
+    Chain,
+    ChainRun,
+    ChainStep,
+    RunStatus,
+    Workflow,
+    WorkflowRun,
+)
+from logs import get_logger
+from rpa_monitor.errors import ChainExecutionError
+
+log = get_logger("runner")
+
+StepCallback = Callable[[ChainStep, WorkflowRun], None]
+User = AbstractBaseUser | AnonymousUser | None
+
+
+def run_workflow(
+    workflow: Workflow,
+    *,
+    params: dict[str, Any] | None = None,
+    chain_run: ChainRun | None = None,
+    position: int | None = None,
+    requested_by: User = None,
+    run: WorkflowRun | None = None,
+) -> WorkflowRun:
+    """Run `workflow` to completion, retrying up to `max_retries` times.
+
+    Each attempt is its own WorkflowRun row; the last one is returned. `run`
+    is a queued run created earlier (by `enqueue_workflow`), used as attempt 1.
+    """
+    chain_slug = chain_run.chain.slug if chain_run else ""
+    attempts = workflow.max_retries + 1
+    first_attempt = run.attempt if run else 1
+    for attempt in range(first_attempt, attempts + 1):
+        if run is None:
+            run = WorkflowRun.objects.create(
+                workflow=workflow,
+                chain_run=chain_run,
+                position=position,
+                attempt=attempt,
+                params=params or {},
+                requested_by=_user(requested_by),
+            )
+        run.workflow = workflow
+        if not workflow.enabled:
+            run.finish(RunStatus.FAILURE, error=f"workflow {workflow.slug} is disabled")
+            return run
+        outcome = execute(run, chain_slug)
+        _log_attempt(run, attempts)
+        if outcome.status not in (RunStatus.FAILURE, RunStatus.TIMEOUT) or attempt == attempts:
+            return run
+        if workflow.retry_delay_seconds:
+            time.sleep(workflow.retry_delay_seconds)
+        run = None
+    assert run is not None
+    return run
+
+
+def _log_attempt(run: WorkflowRun, attempts: int) -> None:
+    seconds = run.duration.total_seconds() if run.duration else 0.0
+    level_method = log.info if run.status == RunStatus.SUCCESS else log.warning
+    level_method(
+        f"{run.workflow.slug} attempt {run.attempt}/{attempts}: {run.status} in {seconds:.2f}s",
+        workflow_id=run.workflow.slug,
+        run_id=run.pk,
+        status=run.status,
+        exit_code=run.exit_code,
+    )
+
+
+def run_chain(
+    chain: Chain,
+    *,
+    chain_run: ChainRun | None = None,
+    params: dict[str, Any] | None = None,
+    requested_by: User = None,
+    on_step: StepCallback | None = None,
+) -> ChainRun:
+    """Run the chain's steps in order, stopping at the first step that does not succeed.
+
+    The failing step's position is recorded as the failure point; later steps
+    are not started. Whatever happens, the chain run is left finished.
+    """
+    steps = _steps_of(chain)
+    if chain_run is None:
+        chain_run = create_chain_run(chain, params=params, requested_by=requested_by, total_steps=len(steps))
+    if not chain.enabled:
+        chain_run.finish(RunStatus.FAILURE, error=f"chain {chain.slug} is disabled")
+        return chain_run
+    if not chain_run.start():
+        return chain_run  # cancelled before it started
+    try:
+        _run_steps(chain_run, steps, on_step)
+    except BaseException as exc:
+        chain_run.finish(RunStatus.FAILURE, error=f"runner error: {traceback.format_exc()}")
+        log.error(f"chain {chain.slug} run {chain_run.pk} crashed: {exc}", workflow_id="", chain_id=chain.slug)
+        raise
+    return chain_run
+
+
+def _steps_of(chain: Chain) -> list[ChainStep]:
+    steps = list(chain.steps.select_related("workflow").order_by("position"))
+    if not steps:
+        raise ChainExecutionError(f"chain {chain.slug} has no steps")
+    return steps
+
+
+def _run_steps(chain_run: ChainRun, steps: list[ChainStep], on_step: StepCallback | None) -> None:
+    for step in steps:
+        run = run_workflow(
+            step.workflow,
+            params=chain_run.params,
+            chain_run=chain_run,
+            position=step.position,
+            requested_by=chain_run.requested_by,
+        )
+        if on_step is not None:
+            on_step(step, run)
+        if run.status != RunStatus.SUCCESS:
+            status = RunStatus.CANCELLED if run.status == RunStatus.CANCELLED else RunStatus.FAILURE
+            error = f"step {step.position} ({step.workflow.slug}) {run.status}"
+            chain_run.finish(status, failed_step=step.position, error=f"{error}: {run.error}" if run.error else error)
+            return
+    chain_run.finish(RunStatus.SUCCESS)
+
+
+def create_chain_run(
+    chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None, total_steps: int | None = None
+) -> ChainRun:
+    if total_steps is None:
+        total_steps = len(_steps_of(chain))
+    return ChainRun.objects.create(
+        chain=chain, params=params or {}, requested_by=_user(requested_by), total_steps=total_steps
+    )
+
+
+def enqueue_chain(chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None) -> ChainRun:
+    """Create a queued chain run and hand it to the task queue (after commit)."""
+    from chains.tasks import execute_chain_run
+
+    chain_run = create_chain_run(chain, params=params, requested_by=requested_by)
+    transaction.on_commit(lambda: execute_chain_run.enqueue(chain_run.pk))
+    return chain_run
+
+
+def enqueue_workflow(
+    workflow: Workflow, *, params: dict[str, Any] | None = None, requested_by: User = None
+) -> WorkflowRun:
+    """Create a queued workflow run and hand it to the task queue (after commit)."""
+    from chains.tasks import execute_workflow_run
+
+    run = WorkflowRun.objects.create(workflow=workflow, params=params or {}, requested_by=_user(requested_by))
+    transaction.on_commit(lambda: execute_workflow_run.enqueue(run.pk))
+    return run
+
+
+def _user(user: User) -> Any:
+    return user if user is not None and getattr(user, "is_authenticated", False) else None

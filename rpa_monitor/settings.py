@@ -1,0 +1,232 @@
+"""Settings for RPA Monitor.
+
+Everything a deployment changes comes from environment variables; with none set
+the project runs for development on a SQLite file next to the code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name, "")
+    return [item.strip() for item in value.split(",") if item.strip()] if value else default
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    # A fixed development key only: production sets SECRET_KEY (check --deploy says so).
+    SECRET_KEY = "django-insecure-rpa-monitor-development-key-change-me"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Where runtime files live (SQLite database, JSON log files).
+DATA_DIR = Path(os.environ.get("RPA_DATA_DIR", BASE_DIR / "var"))
+LOG_DIR = Path(os.environ.get("RPA_LOG_DIR", DATA_DIR / "logs"))
+LOG_DIR.mkdir(parents=True, exist_ok=True)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "django_crontab",
+    "django_tasks",
+    "django_tasks_db",
+    "rpa_monitor",
+    "chains",
+    "logs",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "rpa_monitor.urls"
+WSGI_APPLICATION = "rpa_monitor.wsgi.application"
+ASGI_APPLICATION = "rpa_monitor.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+SQLITE_PATH = Path(os.environ.get("RPA_SQLITE_PATH", DATA_DIR / "rpa_monitor.sqlite3"))
+SQLITE_OPTIONS = {
+    # IMMEDIATE takes the write lock when a transaction starts, so two writers
+    # queue on busy_timeout instead of failing with "database is locked" when a
+    # read lock cannot be upgraded.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": (
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "PRAGMA busy_timeout=30000;"
+        "PRAGMA foreign_keys=ON;"
+    ),
+}
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.config(conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": SQLITE_OPTIONS,
+        }
+    }
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    for key, value in SQLITE_OPTIONS.items():
+        DATABASES["default"]["OPTIONS"].setdefault(key, value)
+    # Tests use a real file too: subprocesses (commands, bots) must see the same database.
+    DATABASES["default"].setdefault("TEST", {})
+    DATABASES["default"]["TEST"].setdefault(
+        "NAME", os.environ.get("RPA_TEST_SQLITE_PATH", str(DATA_DIR / "test_rpa_monitor.sqlite3"))
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
+
+# --- Security (production values come from the environment) ----------------
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Background tasks (Django's Tasks API through the django-tasks backport) ---
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("RPA_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+    }
+}
+
+# --- RPA Monitor -------------------------------------------------------------
+# Where workflows run when they name no working_dir; relative commands resolve here.
+RPA_DEFAULT_WORKDIR = Path(os.environ.get("RPA_DEFAULT_WORKDIR", BASE_DIR))
+# A running run renews its heartbeat this often ...
+RPA_HEARTBEAT_SECONDS = env_int("RPA_HEARTBEAT_SECONDS", 10)
+# ... and is declared abandoned when the heartbeat is older than this.
+RPA_RUN_LEASE_SECONDS = env_int("RPA_RUN_LEASE_SECONDS", 60)
+# After a timeout the process group gets SIGTERM, then SIGKILL after this grace.
+RPA_KILL_GRACE_SECONDS = env_int("RPA_KILL_GRACE_SECONDS", 5)
+# A bot line longer than this is stored truncated.
+RPA_MAX_LINE_BYTES = env_int("RPA_MAX_LINE_BYTES", 64 * 1024)
+# Bot output is written to the database in batches of this many lines or this often.
+RPA_LOG_BATCH_SIZE = env_int("RPA_LOG_BATCH_SIZE", 2000)
+RPA_LOG_FLUSH_SECONDS = float(os.environ.get("RPA_LOG_FLUSH_SECONDS", "0.5"))
+
+# --- Logging -----------------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "console": {"format": "%(asctime)s %(levelname)-8s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+        "json_file": {
+            "class": "logging.handlers.RotatingFileHandler",
+            "filename": str(LOG_DIR / "rpa_monitor.jsonl"),
+            "maxBytes": 20 * 1024 * 1024,
+            "backupCount": 5,
+            "formatter": "json",
+            "delay": True,
+        },
+        "database": {"class": "logs.handlers.DatabaseHandler"},
+    },
+    "loggers": {
+        "rpa": {
+            "handlers": ["console", "json_file", "database"],
+            "level": LOG_LEVEL,
+            "propagate": False,
+        },
+        "django": {"handlers": ["console", "json_file"], "level": "INFO", "propagate": False},
+    },
+}
+
+# --- Cron (django-crontab) ---------------------------------------------------
+CRONTAB_COMMAND_PREFIX = f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'rpa_monitor.settings')}"
+CRONJOBS: list[tuple] = [
+    # Drain the task queue (runs enqueued from the admin) when no db_worker runs.
+    ("* * * * *", "django.core.management.call_command", ["db_worker", "--batch"]),
+]
