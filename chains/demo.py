@@ -48,7 +48,9 @@ DEMO_WORKFLOWS: list[dict[str, Any]] = [
         "timeout_seconds": 30,
     },
 ]
-DEMO_CHAIN = {"slug": "demo", "name": "Order entry demo", "workflows": ["login", "data_entry", "submit"]}
+DEMO_CHAIN_SLUG = "demo"
+DEMO_CHAIN_NAME = "Order entry demo"
+DEMO_CHAIN_STEPS = ["login", "data_entry", "submit"]
 
 
 @transaction.atomic
@@ -61,10 +63,9 @@ def load_demo(username: str, password: str) -> list[str]:
         workflow.full_clean()
         if was_created:
             created.append(f"workflow {workflow.slug}")
-    chain = Chain.objects.filter(slug=DEMO_CHAIN["slug"]).first()
-    if chain is None:
-        Chain.objects.create_with_steps(DEMO_CHAIN["slug"], DEMO_CHAIN["name"], DEMO_CHAIN["workflows"])
-        created.append(f"chain {DEMO_CHAIN['slug']}")
+    if not Chain.objects.filter(slug=DEMO_CHAIN_SLUG).exists():
+        Chain.objects.create_with_steps(DEMO_CHAIN_SLUG, DEMO_CHAIN_NAME, DEMO_CHAIN_STEPS)
+        created.append(f"chain {DEMO_CHAIN_SLUG}")
     user_model = get_user_model()
     if not user_model.objects.filter(username=username).exists():
         user_model.objects.create_superuser(username=username, email="", password=password)

@@ -16,6 +16,7 @@ runner's own thread (so it holds a single database connection):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -122,7 +123,18 @@ class RunLogWriter:
         if size > len(raw):
             metadata.update(truncated=True, original_bytes=size)
         self.last_error = text
-        self._add(LogRow(timestamp, Level.WARNING, BOT_COMPONENT, text, self.workflow_id, "", self.run.pk, metadata))
+        self._add(
+            LogRow(
+                timestamp,
+                Level.WARNING,
+                BOT_COMPONENT,
+                text,
+                self.workflow_id,
+                "",
+                self.run.pk,
+                metadata,
+            )
+        )
 
     def _add(self, row: LogRow) -> None:
         self.rows.append(row)
@@ -204,7 +216,7 @@ def _progress(value: Any) -> tuple[int, int] | None:
         value = [value.get("done"), value.get("total")]
     if isinstance(value, list | tuple) and len(value) == 2:
         done, total = value
-        if isinstance(done, int) and isinstance(total, int) and 0 <= done and 0 < total < 2**31:
+        if isinstance(done, int) and isinstance(total, int) and done >= 0 and 0 < total < 2**31:
             return min(done, total), total
     return None
 
@@ -242,9 +254,7 @@ def build_env(run: WorkflowRun, workflow: Workflow, chain_slug: str) -> dict[str
 def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
     """Run one attempt to its end and record the outcome on `run`."""
     workflow = run.workflow
-    writer = RunLogWriter(
-        run, workflow.slug, settings.RPA_LOG_BATCH_SIZE, settings.RPA_LOG_FLUSH_SECONDS
-    )
+    writer = RunLogWriter(run, workflow.slug, settings.RPA_LOG_BATCH_SIZE, settings.RPA_LOG_FLUSH_SECONDS)
     try:
         proc = subprocess.Popen(
             build_argv(workflow),
@@ -279,7 +289,8 @@ def _fail_to_start(run: WorkflowRun, writer: RunLogWriter, exc: Exception) -> Ou
 
 
 def supervise(proc: subprocess.Popen[bytes], run: WorkflowRun, writer: RunLogWriter, timeout: int) -> Outcome:
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     limit = settings.RPA_MAX_LINE_BYTES
     streams = {
         proc.stdout.fileno(): (LineSplitter(limit), writer.add_stdout),
@@ -381,17 +392,13 @@ def _read(fd: int, selector: selectors.BaseSelector, streams: dict[int, Any]) ->
 
 
 def _wait_quietly(proc: subprocess.Popen[bytes], seconds: float) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=max(seconds, 0.01))
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _outcome(returncode: int, timed_out: bool, timeout: int, last_error: str) -> Outcome:

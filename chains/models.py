@@ -42,16 +42,24 @@ class Workflow(models.Model):
         COMMAND = "command", "Command (argv, no shell)"
         PYTHON = "python", "Python callable"
 
-    slug = models.SlugField(max_length=100, unique=True, help_text="The workflow_id in logs, metrics and the API.")
+    slug = models.SlugField(
+        max_length=100, unique=True, help_text="The workflow_id in logs, metrics and the API."
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.COMMAND)
     command = models.JSONField(
-        default=list, blank=True, help_text="argv list, run without a shell; `python` means this interpreter."
+        default=list,
+        blank=True,
+        help_text="argv list, run without a shell; `python` means this interpreter.",
     )
-    callable = models.CharField(max_length=255, blank=True, help_text="package.module:function, called as function(ctx).")
+    callable = models.CharField(
+        max_length=255, blank=True, help_text="package.module:function, called as function(ctx)."
+    )
     working_dir = models.CharField(max_length=500, blank=True, help_text="Defaults to the project directory.")
-    environment = models.JSONField(default=dict, blank=True, help_text="Extra environment variables (strings).")
+    environment = models.JSONField(
+        default=dict, blank=True, help_text="Extra environment variables (strings)."
+    )
     timeout_seconds = models.PositiveIntegerField(default=3600, validators=[MinValueValidator(1)])
     max_retries = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
     retry_delay_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(3600)])
@@ -156,7 +164,9 @@ def resolve_workflows(slugs: Sequence[str], field: str = "workflows") -> list[Wo
 
 
 class Chain(models.Model):
-    slug = models.SlugField(max_length=100, unique=True, help_text="The chain_id in logs, metrics and the API.")
+    slug = models.SlugField(
+        max_length=100, unique=True, help_text="The chain_id in logs, metrics and the API."
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
@@ -215,7 +225,9 @@ class ChainRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     total_steps = models.PositiveIntegerField(default=0)
-    failed_step = models.PositiveIntegerField(null=True, blank=True, help_text="Position of the step that failed.")
+    failed_step = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Position of the step that failed."
+    )
     error = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
     requested_by = models.ForeignKey(
@@ -291,9 +303,16 @@ class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
 class WorkflowRun(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs", db_index=False)
     chain_run = models.ForeignKey(
-        ChainRun, null=True, blank=True, on_delete=models.CASCADE, related_name="workflow_runs", db_index=False
+        ChainRun,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="workflow_runs",
+        db_index=False,
     )
-    position = models.PositiveIntegerField(null=True, blank=True, help_text="Step position within the chain run.")
+    position = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Step position within the chain run."
+    )
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     attempt = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
@@ -303,7 +322,9 @@ class WorkflowRun(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     host = models.CharField(max_length=255, blank=True)
-    pid = models.IntegerField(null=True, blank=True, help_text="The bot process (leader of its process group).")
+    pid = models.IntegerField(
+        null=True, blank=True, help_text="The bot process (leader of its process group)."
+    )
     worker_pid = models.IntegerField(null=True, blank=True, help_text="The runner supervising the bot.")
     params = models.JSONField(default=dict, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
@@ -327,7 +348,9 @@ class WorkflowRun(models.Model):
             models.Index(fields=["created_at"], name="wfrun_created_idx"),
             # The reaper: running runs whose heartbeat is older than the lease.
             models.Index(
-                fields=["heartbeat_at"], condition=Q(status="running"), name="wfrun_running_heartbeat_idx"
+                fields=["heartbeat_at"],
+                condition=Q(status="running"),
+                name="wfrun_running_heartbeat_idx",
             ),
         ]
 
@@ -341,6 +364,12 @@ class WorkflowRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def progress_percent(self) -> float | None:
+        if not self.progress_total:
+            return None
+        return 100.0 * (self.progress_done or 0) / self.progress_total
 
     def start(self, host: str, pid: int | None, worker_pid: int | None) -> bool:
         """queued → running with who runs it; False when it was not queued."""
@@ -420,7 +449,9 @@ class WorkflowRunCount(models.Model):
     """
 
     owner_field = "workflow"
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="run_counts", db_index=False)
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="run_counts", db_index=False
+    )
     status = models.CharField(max_length=10, choices=RunStatus.choices)
     count = models.BigIntegerField(default=0)
 

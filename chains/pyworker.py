@@ -29,7 +29,9 @@ def _emit(obj: dict[str, Any]) -> None:
 class RunLog:
     """`ctx.log("message", level="INFO", node_id=None, **metadata)`, or ctx.log.info(...)."""
 
-    def __call__(self, message: str, level: str = "INFO", node_id: str | None = None, **metadata: Any) -> None:
+    def __call__(
+        self, message: str, level: str = "INFO", node_id: str | None = None, **metadata: Any
+    ) -> None:
         _emit({**metadata, "level": level, "message": str(message), "node_id": node_id or ""})
 
     def debug(self, message: str, node_id: str | None = None, **metadata: Any) -> None:
@@ -77,7 +79,13 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         if isinstance(exc, SystemExit) and exc.code in (None, 0):
             return 0
-        _emit({"level": "ERROR", "message": traceback.format_exc().rstrip(), "exception": type(exc).__name__})
+        _emit(
+            {
+                "level": "ERROR",
+                "message": traceback.format_exc().rstrip(),
+                "exception": type(exc).__name__,
+            }
+        )
         return exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
     if result is not None:
         _emit({"level": "INFO", "message": f"returned {result!r}"[:2000], "result": result})

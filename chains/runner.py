@@ -107,7 +107,11 @@ def run_chain(
         _run_steps(chain_run, steps, on_step)
     except BaseException as exc:
         chain_run.finish(RunStatus.FAILURE, error=f"runner error: {traceback.format_exc()}")
-        log.error(f"chain {chain.slug} run {chain_run.pk} crashed: {exc}", workflow_id="", chain_id=chain.slug)
+        log.error(
+            f"chain {chain.slug} run {chain_run.pk} crashed: {exc}",
+            workflow_id="",
+            chain_id=chain.slug,
+        )
         raise
     return chain_run
 
@@ -133,13 +137,21 @@ def _run_steps(chain_run: ChainRun, steps: list[ChainStep], on_step: StepCallbac
         if run.status != RunStatus.SUCCESS:
             status = RunStatus.CANCELLED if run.status == RunStatus.CANCELLED else RunStatus.FAILURE
             error = f"step {step.position} ({step.workflow.slug}) {run.status}"
-            chain_run.finish(status, failed_step=step.position, error=f"{error}: {run.error}" if run.error else error)
+            chain_run.finish(
+                status,
+                failed_step=step.position,
+                error=f"{error}: {run.error}" if run.error else error,
+            )
             return
     chain_run.finish(RunStatus.SUCCESS)
 
 
 def create_chain_run(
-    chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None, total_steps: int | None = None
+    chain: Chain,
+    *,
+    params: dict[str, Any] | None = None,
+    requested_by: User = None,
+    total_steps: int | None = None,
 ) -> ChainRun:
     if total_steps is None:
         total_steps = len(_steps_of(chain))
@@ -148,7 +160,9 @@ def create_chain_run(
     )
 
 
-def enqueue_chain(chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None) -> ChainRun:
+def enqueue_chain(
+    chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None
+) -> ChainRun:
     """Create a queued chain run and hand it to the task queue (after commit)."""
     from chains.tasks import execute_chain_run
 

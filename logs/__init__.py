@@ -40,22 +40,58 @@ class RPALogger:
         }
         self.logger.log(level, message, extra=extra, exc_info=exc_info)
 
-    def debug(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def debug(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.DEBUG, message, workflow_id, node_id, **metadata)
 
-    def info(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def info(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.INFO, message, workflow_id, node_id, **metadata)
 
-    def warning(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def warning(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.WARNING, message, workflow_id, node_id, **metadata)
 
-    def error(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def error(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.ERROR, message, workflow_id, node_id, **metadata)
 
-    def critical(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def critical(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.CRITICAL, message, workflow_id, node_id, **metadata)
 
-    def exception(self, message: str, workflow_id: str | None = None, node_id: str | None = None, **metadata: Any) -> None:
+    def exception(
+        self,
+        message: str,
+        workflow_id: str | None = None,
+        node_id: str | None = None,
+        **metadata: Any,
+    ) -> None:
         self.log(logging.ERROR, message, workflow_id, node_id, exc_info=True, **metadata)
 
 

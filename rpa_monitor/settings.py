@@ -110,10 +110,7 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
     "init_command": (
-        "PRAGMA journal_mode=WAL;"
-        "PRAGMA synchronous=NORMAL;"
-        "PRAGMA busy_timeout=30000;"
-        "PRAGMA foreign_keys=ON;"
+        "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=30000;PRAGMA foreign_keys=ON;"
     ),
 }
 
@@ -123,7 +120,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
+            "NAME": str(SQLITE_PATH),
             "OPTIONS": SQLITE_OPTIONS,
         }
     }
@@ -225,7 +222,9 @@ LOGGING = {
 }
 
 # --- Cron (django-crontab) ---------------------------------------------------
-CRONTAB_COMMAND_PREFIX = f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'rpa_monitor.settings')}"
+CRONTAB_COMMAND_PREFIX = (
+    f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'rpa_monitor.settings')}"
+)
 CRONJOBS: list[tuple] = [
     # Drain the task queue (runs enqueued from the admin) when no db_worker runs.
     ("* * * * *", "django.core.management.call_command", ["db_worker", "--batch"]),

@@ -17,4 +17,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, password: str, **options: Any) -> str:
         created = load_demo(username, password)
-        return f"demo data ready ({', '.join(created) if created else 'already present'}); admin login: {username}"
+        summary = ", ".join(created) if created else "already present"
+        return f"demo data ready ({summary}); admin login: {username}"

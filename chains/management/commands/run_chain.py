@@ -33,7 +33,9 @@ class Command(BaseCommand):
                 f"{chain_run.error.splitlines()[0] if chain_run.error else ''}",
                 returncode=1,
             )
-        return f"chain {chain.slug} run {chain_run.pk} success: {chain_run.total_steps} steps in {seconds:.2f}s"
+        return (
+            f"chain {chain.slug} run {chain_run.pk} success: {chain_run.total_steps} steps in {seconds:.2f}s"
+        )
 
     def _report_step(self, step: ChainStep, run: WorkflowRun) -> None:
         self.stdout.write(f"step {step.position} {describe_run(run)}")

@@ -1,0 +1,492 @@
+"""Admin for workflows, chains and their runs (runs are read-only)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from chains.models import (
+    Chain,
+    ChainRun,
+    ChainRunCount,
+    ChainStep,
+    RunStatus,
+    Workflow,
+    WorkflowRun,
+    WorkflowRunCount,
+)
+from chains.runner import enqueue_chain, enqueue_workflow
+from rpa_monitor.errors import ChainExecutionError
+from rpa_monitor.lib.admin import (
+    CappedCountPaginator,
+    DateRangeFilter,
+    badge,
+    format_duration,
+    format_rate,
+)
+
+
+def logs_link(run_id: int, label: str = "logs") -> str:
+    return format_html('<a href="{}?run={}">{}</a>', reverse("admin:logs_logentry_changelist"), run_id, label)
+
+
+def _rate_subquery(counts_model: Any, owner: str) -> tuple[Subquery, Subquery]:
+    """(successes, decided runs) per owner row, read from the counter table in one query."""
+    base = counts_model.objects.filter(**{owner: OuterRef("pk")}).values(owner)
+    successes = base.filter(status=RunStatus.SUCCESS).annotate(n=Sum("count")).values("n")
+    decided = base.exclude(status=RunStatus.CANCELLED).annotate(n=Sum("count")).values("n")
+    return Subquery(successes), Subquery(decided)
+
+
+def _rate(obj: Any) -> str:
+    if not obj.runs_decided:
+        return "-"
+    return format_rate(100.0 * (obj.runs_succeeded or 0) / obj.runs_decided)
+
+
+class CommandField(forms.CharField):
+    """argv edited as a shell-like line (`python examples/login.py --fast`), stored as a list."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return shlex.join(value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value)
+        if not text:
+            return []
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"cannot split the command line: {exc}") from None
+
+
+class WorkflowForm(forms.ModelForm):
+    command = CommandField(
+        required=False,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Program and arguments as in a shell (quotes allowed), run without a shell. "
+        "`python` means the interpreter RPA Monitor runs on.",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "enabled",
+            "kind",
+            "command",
+            "callable",
+            "working_dir",
+            "environment",
+            "timeout_seconds",
+            "max_retries",
+            "retry_delay_seconds",
+        ]
+        widgets = {"environment": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowForm
+    list_display = [
+        "slug",
+        "name",
+        "kind",
+        "command_display",
+        "enabled",
+        "last_run",
+        "success_rate",
+        "timeout_seconds",
+    ]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["slug", "name", "description"]
+    actions = ["run_now", "enable", "disable"]
+    prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "description", "enabled"]}),
+        ("What it runs", {"fields": ["kind", "command", "callable", "working_dir", "environment"]}),
+        ("Limits", {"fields": ["timeout_seconds", "max_retries", "retry_delay_seconds"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
+        last = WorkflowRun.objects.filter(workflow=OuterRef("pk")).order_by("-id")
+        succeeded, decided = _rate_subquery(WorkflowRunCount, "workflow")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_status=Subquery(last.values("status")[:1]),
+                last_run_id=Subquery(last.values("id")[:1]),
+                runs_succeeded=succeeded,
+                runs_decided=decided,
+            )
+        )
+
+    @admin.display(description="command / callable")
+    def command_display(self, obj: Workflow) -> str:
+        return format_html("<code>{}</code>", obj.command_line[:120])
+
+    @admin.display(description="last run")
+    def last_run(self, obj: Any) -> str:
+        if not obj.last_run_id:
+            return "-"
+        url = reverse("admin:chains_workflowrun_change", args=[obj.last_run_id])
+        return format_html('<a href="{}">{}</a>', url, badge(obj.last_status))
+
+    @admin.display(description="success rate")
+    def success_rate(self, obj: Any) -> str:
+        return _rate(obj)
+
+    @admin.action(description="Run now (in the background)")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        runs = [enqueue_workflow(w, requested_by=request.user) for w in queryset]
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{} #{}</a>',
+            ((reverse("admin:chains_workflowrun_change", args=[r.pk]), r.workflow.slug, r.pk) for r in runs),
+        )
+        self.message_user(request, format_html("Queued {} run(s): {}", len(runs), links), messages.SUCCESS)
+
+    @admin.action(description="Enable selected")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} workflow(s).")
+
+    @admin.action(description="Disable selected")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} workflow(s).")
+
+
+class ChainStepFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if not kept:
+            raise forms.ValidationError("A chain needs at least one step.")
+
+
+class ChainStepInline(admin.TabularInline):
+    model = ChainStep
+    formset = ChainStepFormSet
+    extra = 0
+    min_num = 1
+    ordering = ["position"]
+    autocomplete_fields = ["workflow"]
+
+
+@admin.register(Chain)
+class ChainAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "sequence", "enabled", "last_execution", "success_rate"]
+    list_filter = ["enabled"]
+    search_fields = ["slug", "name", "description"]
+    inlines = [ChainStepInline]
+    actions = ["execute", "enable", "disable"]
+    prepopulated_fields = {"slug": ["name"]}
+    change_form_template = "admin/chains/chain/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Chain]:
+        last = ChainRun.objects.filter(chain=OuterRef("pk")).order_by("-id")
+        succeeded, decided = _rate_subquery(ChainRunCount, "chain")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("steps__workflow")
+            .annotate(
+                last_status=Subquery(last.values("status")[:1]),
+                last_run_id=Subquery(last.values("id")[:1]),
+                last_started=Subquery(last.values("created_at")[:1]),
+                runs_succeeded=succeeded,
+                runs_decided=decided,
+            )
+        )
+
+    def get_urls(self) -> list[Any]:
+        execute = self.admin_site.admin_view(self.execute_view)
+        return [
+            path("<int:object_id>/execute/", execute, name="chains_chain_execute"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="steps")
+    def sequence(self, obj: Chain) -> str:
+        return obj.sequence
+
+    @admin.display(description="last execution")
+    def last_execution(self, obj: Any) -> str:
+        if not obj.last_run_id:
+            return "-"
+        url = reverse("admin:chains_chainrun_change", args=[obj.last_run_id])
+        when = obj.last_started.strftime("%Y-%m-%d %H:%M") if obj.last_started else ""
+        return format_html('<a href="{}">{}</a> {}', url, badge(obj.last_status), when)
+
+    @admin.display(description="success rate")
+    def success_rate(self, obj: Any) -> str:
+        return _rate(obj)
+
+    @admin.action(description="Execute (in the background)")
+    def execute(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
+        for chain in queryset:
+            self._enqueue(request, chain)
+
+    def execute_view(
+        self, request: HttpRequest, object_id: int
+    ) -> HttpResponseRedirect | HttpResponseNotAllowed:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        chain = get_object_or_404(Chain, pk=object_id)
+        if not self.has_view_permission(request, chain):
+            return HttpResponseRedirect(reverse("admin:index"))
+        chain_run = self._enqueue(request, chain)
+        target = reverse("admin:chains_chainrun_change", args=[chain_run.pk]) if chain_run else request.path
+        return HttpResponseRedirect(target)
+
+    def _enqueue(self, request: HttpRequest, chain: Chain) -> ChainRun | None:
+        try:
+            chain_run = enqueue_chain(chain, requested_by=request.user)
+        except ChainExecutionError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return None
+        url = reverse("admin:chains_chainrun_change", args=[chain_run.pk])
+        self.message_user(
+            request,
+            format_html('Queued <a href="{}">{} run #{}</a>.', url, chain.slug, chain_run.pk),
+            messages.SUCCESS,
+        )
+        return chain_run
+
+    @admin.action(description="Enable selected")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
+        self.message_user(request, f"Enabled {queryset.update(enabled=True)} chain(s).")
+
+    @admin.action(description="Disable selected")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
+        self.message_user(request, f"Disabled {queryset.update(enabled=False)} chain(s).")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Runs are history: viewable, never edited by hand (retention deletes them)."""
+
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CreatedRangeFilter(DateRangeFilter):
+    field_name = "created_at"
+
+
+class StepRunInline(admin.TabularInline):
+    model = WorkflowRun
+    fk_name = "chain_run"
+    extra = 0
+    can_delete = False
+    ordering = ["position", "attempt"]
+    readonly_fields = (
+        "run_link",
+        "position",
+        "workflow",
+        "attempt",
+        "status_badge",
+        "started_at",
+        "duration_display",
+        "exit_code",
+        "error_summary",
+        "log_link",
+    )
+    fields = readonly_fields
+    verbose_name = "step run"
+    verbose_name_plural = "step runs"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WorkflowRun]:
+        return super().get_queryset(request).select_related("workflow")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="run")
+    def run_link(self, obj: WorkflowRun) -> str:
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:chains_workflowrun_change", args=[obj.pk]),
+            obj.pk,
+        )
+
+    @admin.display(description="status")
+    def status_badge(self, obj: WorkflowRun) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: WorkflowRun) -> str:
+        return format_duration(obj.duration)
+
+    @admin.display(description="error")
+    def error_summary(self, obj: WorkflowRun) -> str:
+        lines = obj.error.strip().splitlines()
+        return lines[-1][:200] if lines else ""
+
+    @admin.display(description="logs")
+    def log_link(self, obj: WorkflowRun) -> str:
+        return logs_link(obj.pk)
+
+
+@admin.register(ChainRun)
+class ChainRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "chain",
+        "status_badge",
+        "created_at",
+        "started_at",
+        "duration_display",
+        "progress",
+        "failure_point",
+        "requested_by",
+    ]
+    list_display_links = ["id", "chain"]
+    list_filter = ["status", "chain", CreatedRangeFilter]
+    list_select_related = ["chain", "requested_by"]
+    search_fields = ["=id", "chain__slug", "error"]
+    inlines = [StepRunInline]
+    readonly_fields = (
+        "chain",
+        "status_badge",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "total_steps",
+        "failure_point",
+        "error",
+        "params",
+        "requested_by",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ChainRun) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: ChainRun) -> str:
+        return format_duration(obj.duration)
+
+    @admin.display(description="steps")
+    def progress(self, obj: ChainRun) -> str:
+        return (
+            f"{obj.failed_step or obj.total_steps}/{obj.total_steps}"
+            if obj.finished_at
+            else f"?/{obj.total_steps}"
+        )
+
+    @admin.display(description="failure point")
+    def failure_point(self, obj: ChainRun) -> str:
+        if obj.failed_step is None:
+            return "-"
+        return format_html("step {}: {}", obj.failed_step, (obj.error.splitlines() or [""])[0][:160])
+
+
+class WorkflowRangeFilter(DateRangeFilter):
+    field_name = "created_at"
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "workflow",
+        "chain_run_link",
+        "position",
+        "attempt",
+        "status_badge",
+        "started_at",
+        "duration_display",
+        "exit_code",
+        "host",
+        "pid",
+        "log_link",
+    ]
+    list_display_links = ["id", "workflow"]
+    list_filter = ["status", "workflow", WorkflowRangeFilter]
+    list_select_related = ["workflow", "chain_run__chain"]
+    search_fields = ["=id", "workflow__slug", "host", "error"]
+    readonly_fields = (
+        "workflow",
+        "chain_run_link",
+        "position",
+        "attempt",
+        "status_badge",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "heartbeat_at",
+        "exit_code",
+        "error_block",
+        "host",
+        "pid",
+        "worker_pid",
+        "params_display",
+        "progress_display",
+        "requested_by",
+        "log_link",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: WorkflowRun) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="chain run")
+    def chain_run_link(self, obj: WorkflowRun) -> str:
+        if obj.chain_run_id is None:
+            return "-"
+        url = reverse("admin:chains_chainrun_change", args=[obj.chain_run_id])
+        chain_slug = obj.chain_run.chain.slug if obj.chain_run else ""
+        return format_html('<a href="{}">{} #{}</a>', url, chain_slug, obj.chain_run_id)
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: WorkflowRun) -> str:
+        return format_duration(obj.duration)
+
+    @admin.display(description="error")
+    def error_block(self, obj: WorkflowRun) -> str:
+        return (
+            format_html("<pre style='white-space:pre-wrap;margin:0'>{}</pre>", obj.error)
+            if obj.error
+            else "-"
+        )
+
+    @admin.display(description="params")
+    def params_display(self, obj: WorkflowRun) -> str:
+        return format_html("<code>{}</code>", json.dumps(obj.params)) if obj.params else "-"
+
+    @admin.display(description="progress")
+    def progress_display(self, obj: WorkflowRun) -> str:
+        if not obj.progress_total:
+            return "-"
+        return f"{obj.progress_done}/{obj.progress_total} ({obj.progress_percent:.0f}%)"
+
+    @admin.display(description="logs")
+    def log_link(self, obj: WorkflowRun) -> str:
+        return logs_link(obj.pk)
