@@ -57,6 +57,7 @@ class LineSplitter:
     limit: int
     pending: bytearray = field(default_factory=bytearray)
     skipping: int = 0  # bytes dropped from the current over-long line so far
+    head: bytes = b""  # the kept start of the current over-long line
 
     def feed(self, data: bytes) -> Iterator[tuple[bytes, int]]:
         """Yield (line, original length) for each complete line in `data`."""
@@ -73,7 +74,7 @@ class LineSplitter:
             # Keep the head of a huge line, count (not keep) the rest.
             if not self.skipping:
                 self.skipping = len(self.pending)
-                self._head = bytes(self.pending[: self.limit])
+                self.head = bytes(self.pending[: self.limit])
             else:
                 self.skipping += len(self.pending)
             self.pending.clear()
@@ -87,7 +88,7 @@ class LineSplitter:
         if self.skipping:
             total = self.skipping + len(tail)
             self.skipping = 0
-            yield self._head, total
+            yield self.head, total
         elif len(tail) > self.limit:
             yield tail[: self.limit], len(tail)
         else:
@@ -272,10 +273,28 @@ def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
         _kill_group(proc, signal.SIGKILL)
         proc.wait()
         return Outcome(RunStatus(run.status))
-    outcome = supervise(proc, run, writer, workflow.timeout_seconds)
+    try:
+        outcome = supervise(proc, run, writer, workflow.timeout_seconds)
+    except BaseException as exc:
+        # The runner itself is going down (Ctrl-C, SIGTERM, a bug): take the bot
+        # with it and record why, rather than leave an orphan and a "running" row.
+        _stop_group(proc)
+        writer.flush()
+        run.finish(RunStatus.CANCELLED, proc.returncode, f"runner interrupted: {type(exc).__name__}: {exc}")
+        raise
     writer.flush()  # every captured line is stored before the run is marked finished
     run.finish(outcome.status, outcome.exit_code, outcome.error)
-    return outcome
+    # The row is the truth: if someone else finished the run first, report their outcome.
+    return Outcome(RunStatus(run.status), run.exit_code, run.error)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the bot's process group, SIGKILL it after the grace period."""
+    _kill_group(proc, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=settings.RPA_KILL_GRACE_SECONDS)
+    _kill_group(proc, signal.SIGKILL)
+    proc.wait()
 
 
 def _fail_to_start(run: WorkflowRun, writer: RunLogWriter, exc: Exception) -> Outcome:
@@ -310,7 +329,7 @@ def supervise(proc: subprocess.Popen[bytes], run: WorkflowRun, writer: RunLogWri
             if clock.exited_at is not None and (not streams_open or now - clock.exited_at > DRAIN_SECONDS):
                 break
             _enforce_timeout(proc, clock, now)
-            _beat(run, writer, clock, now)
+            _beat(proc, run, writer, clock, now)
             writer.flush_if_due(now)
             wait = clock.wait(now, writer)
             if streams_open:
@@ -326,7 +345,7 @@ def supervise(proc: subprocess.Popen[bytes], run: WorkflowRun, writer: RunLogWri
     for splitter, sink in streams.values():
         for line, size in splitter.finish():
             sink(line, size, datetime.now(UTC))
-    return _outcome(returncode, clock.timed_out, timeout, writer.last_error)
+    return _outcome(returncode, clock, writer.last_error)
 
 
 @dataclass
@@ -337,7 +356,8 @@ class _Clock:
     timeout: int
     beat_every: float
     exited_at: float | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # the group was told to stop (timeout, or the run was finished elsewhere)
+    stopped: bool = False  # ... because the run was finished elsewhere
     kill_at: float | None = None
     next_beat: float = 0.0
     progress_written: tuple[int, int] | None = None
@@ -367,12 +387,18 @@ def _enforce_timeout(proc: subprocess.Popen[bytes], clock: _Clock, now: float) -
         clock.kill_at = None
 
 
-def _beat(run: WorkflowRun, writer: RunLogWriter, clock: _Clock, now: float) -> None:
+def _beat(
+    proc: subprocess.Popen[bytes], run: WorkflowRun, writer: RunLogWriter, clock: _Clock, now: float
+) -> None:
     """Renew the lease on schedule; write new progress at most once per PROGRESS_SECONDS."""
     progress_due = writer.progress != clock.progress_written and now - clock.progress_at >= PROGRESS_SECONDS
     if now < clock.next_beat and not progress_due:
         return
-    run.heartbeat(writer.progress)
+    if not run.heartbeat(writer.progress) and not clock.timed_out:
+        # Someone finished the run under us (cancelled, or reaped as abandoned): stop the bot.
+        clock.timed_out, clock.stopped = True, True
+        _kill_group(proc, signal.SIGTERM)
+        clock.kill_at = now + settings.RPA_KILL_GRACE_SECONDS
     clock.next_beat = now + clock.beat_every
     clock.progress_written, clock.progress_at = writer.progress, now
 
@@ -401,13 +427,21 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _outcome(returncode: int, timed_out: bool, timeout: int, last_error: str) -> Outcome:
-    if timed_out:
-        return Outcome(RunStatus.TIMEOUT, returncode, f"timed out after {timeout}s; process group killed")
+def _outcome(returncode: int, clock: _Clock, last_error: str) -> Outcome:
+    if clock.stopped:
+        return Outcome(RunStatus.CANCELLED, returncode, "stopped: the run was finished elsewhere")
+    if clock.timed_out:
+        return Outcome(
+            RunStatus.TIMEOUT, returncode, f"timed out after {clock.timeout}s; process group killed"
+        )
     if returncode == 0:
         return Outcome(RunStatus.SUCCESS, 0)
-    if returncode < 0:
-        reason = f"killed by signal {signal.Signals(-returncode).name}"
-    else:
-        reason = f"exit code {returncode}"
+    reason = f"killed by signal {_signal_name(-returncode)}" if returncode < 0 else f"exit code {returncode}"
     return Outcome(RunStatus.FAILURE, returncode, f"{reason}: {last_error}" if last_error else reason)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -106,7 +106,12 @@ def run_chain(
     try:
         _run_steps(chain_run, steps, on_step)
     except BaseException as exc:
-        chain_run.finish(RunStatus.FAILURE, error=f"runner error: {traceback.format_exc()}")
+        interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        status = RunStatus.CANCELLED if interrupted else RunStatus.FAILURE
+        chain_run.finish(
+            status,
+            error=f"runner {'interrupted' if interrupted else 'error'}: {exc!r}\n{traceback.format_exc()}",
+        )
         log.error(
             f"chain {chain.slug} run {chain_run.pk} crashed: {exc}",
             workflow_id="",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun, WorkflowRunCount
 from chains.runner import run_chain, run_workflow
 from logs.models import LogEntry
+from rpa_monitor.test import MANAGE, database_env
 
 pytestmark = pytest.mark.django_db
 
@@ -201,3 +205,56 @@ def test_a_chain_stops_at_the_first_failure_and_records_the_failure_point() -> N
     assert chain_run.error.startswith("step 2 (two) failure")
     assert [r.workflow.slug for r in chain_run.step_runs()] == ["one", "two"]
     assert ChainRun.objects.get(pk=chain_run.pk).finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_stops_the_bot_when_the_run_is_finished_elsewhere(settings) -> None:
+    settings.RPA_HEARTBEAT_SECONDS = 0.2
+    workflow = command("long", "sleep", "30")
+
+    def cancel_when_running() -> None:
+        for _ in range(100):
+            if WorkflowRun.objects.filter(workflow=workflow, status=RunStatus.RUNNING).exists():
+                run = WorkflowRun.objects.get(workflow=workflow)
+                run.finish(RunStatus.CANCELLED, error="cancelled by test")
+                return
+            time.sleep(0.1)
+
+    canceller = threading.Thread(target=cancel_when_running)
+    canceller.start()
+    started = time.monotonic()
+    run = run_workflow(workflow)
+    canceller.join()
+    assert time.monotonic() - started < 10
+    assert run.status == RunStatus.CANCELLED
+    assert run.error == "cancelled by test"
+    assert not _alive(run.pid)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_to_run_workflow_cancels_the_run_and_kills_the_bot() -> None:
+    command("sleepy", "sleep", "30")
+    proc = subprocess.Popen(
+        [PY, MANAGE, "run_workflow", "sleepy"],
+        env=database_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(200):
+        run = WorkflowRun.objects.filter(workflow__slug="sleepy", status=RunStatus.RUNNING).first()
+        if run is not None:
+            break
+        time.sleep(0.05)
+    assert run is not None
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert "runner interrupted" in run.error
+    assert run.pid is not None
+    for _ in range(50):
+        if not _alive(run.pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(run.pid)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
@@ -30,3 +34,22 @@ def describe_run(run: WorkflowRun) -> str:
     if run.error:
         text += f": {run.error.strip().splitlines()[-1][:300]}"
     return text
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when the process gets SIGTERM."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception so a foreground run cleans up (kills its
+    bot, stores its logs, records the run as cancelled) instead of dying silently."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

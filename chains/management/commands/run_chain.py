@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from chains.models import Chain, ChainStep, RunStatus, WorkflowRun
 from chains.runner import run_chain
 from rpa_monitor.errors import ChainExecutionError, ChainNotFoundError
-from rpa_monitor.lib.cli import describe_run, parse_params
+from rpa_monitor.lib.cli import describe_run, parse_params, sigterm_raises
 
 
 class Command(BaseCommand):
@@ -23,7 +23,8 @@ class Command(BaseCommand):
         except Chain.DoesNotExist:
             raise CommandError(ChainNotFoundError(chain_id).message) from None
         try:
-            chain_run = run_chain(chain, params=parse_params(params), on_step=self._report_step)
+            with sigterm_raises():
+                chain_run = run_chain(chain, params=parse_params(params), on_step=self._report_step)
         except ChainExecutionError as exc:
             raise CommandError(exc.message) from None
         seconds = chain_run.duration.total_seconds() if chain_run.duration else 0.0

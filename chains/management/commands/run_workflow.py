@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from chains.models import RunStatus, Workflow
 from chains.runner import run_workflow
 from rpa_monitor.errors import WorkflowNotFoundError
-from rpa_monitor.lib.cli import describe_run, parse_params
+from rpa_monitor.lib.cli import describe_run, parse_params, sigterm_raises
 
 
 class Command(BaseCommand):
@@ -22,7 +22,8 @@ class Command(BaseCommand):
             workflow = Workflow.objects.get(slug=workflow_id)
         except Workflow.DoesNotExist:
             raise CommandError(WorkflowNotFoundError([workflow_id], "workflow_id").message) from None
-        run = run_workflow(workflow, params=parse_params(params))
+        with sigterm_raises():
+            run = run_workflow(workflow, params=parse_params(params))
         if run.status != RunStatus.SUCCESS:
             raise CommandError(describe_run(run), returncode=1)
         return describe_run(run)
