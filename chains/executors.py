@@ -179,19 +179,23 @@ def parse_stdout_line(
     if obj is None:
         metadata = {"truncated": True, "original_bytes": size} if truncated else None
         return LogRow(timestamp, Level.INFO, BOT_COMPONENT, text, workflow_id, "", run_id, metadata), None
-    progress = _progress(obj.pop("progress", None))
-    message = obj.pop("message", obj.pop("msg", None))
+    progress = _progress(obj.pop("progress")) if "progress" in obj else None
+    message = obj.pop("message", None)
+    if message is None:
+        message = obj.pop("msg", None)
     if message is None and progress is not None and not obj:
         return None, progress
+    component = obj.pop("component", None)
+    node_id = obj.pop("node_id", "")
     row = LogRow(
-        timestamp=timestamp,
-        level=normalize_level(obj.pop("level", Level.INFO)),
-        component=_text(obj.pop("component", None)) or BOT_COMPONENT,
-        message=text if message is None else _text(message),
-        workflow_id=workflow_id,
-        node_id=_text(obj.pop("node_id", "")),
-        run_id=run_id,
-        metadata=obj,
+        timestamp,
+        normalize_level(obj.pop("level", Level.INFO)),
+        (component if type(component) is str else _text(component)) or BOT_COMPONENT,
+        text if message is None else message if type(message) is str else _text(message),
+        workflow_id,
+        node_id if type(node_id) is str else _text(node_id),
+        run_id,
+        obj,
     )
     return row, progress
 

@@ -233,6 +233,14 @@ class ChainRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    trigger = models.ForeignKey(
+        "triggers.Trigger",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="chain_runs",
+        db_index=False,  # covered by chainrun_trigger_status_idx
+    )
 
     objects = ChainRunQuerySet.as_manager()
 
@@ -245,6 +253,8 @@ class ChainRun(models.Model):
             models.Index(fields=["status", "-id"], name="chainrun_status_recent_idx"),
             # Date ranges and retention.
             models.Index(fields=["created_at"], name="chainrun_created_idx"),
+            # Overlap policy: is a run this trigger started still active?
+            models.Index(fields=["trigger", "status"], name="chainrun_trigger_status_idx"),
         ]
 
     def __str__(self) -> str:
@@ -332,6 +342,14 @@ class WorkflowRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    trigger = models.ForeignKey(
+        "triggers.Trigger",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="workflow_runs",
+        db_index=False,  # covered by wfrun_trigger_status_idx
+    )
 
     objects = WorkflowRunQuerySet.as_manager()
 
@@ -346,6 +364,8 @@ class WorkflowRun(models.Model):
             models.Index(fields=["status", "-id"], name="wfrun_status_recent_idx"),
             # Date ranges and retention.
             models.Index(fields=["created_at"], name="wfrun_created_idx"),
+            # Overlap policy: is a run this trigger started still active?
+            models.Index(fields=["trigger", "status"], name="wfrun_trigger_status_idx"),
             # The reaper: running runs whose heartbeat is older than the lease.
             models.Index(
                 fields=["heartbeat_at"],

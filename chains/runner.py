@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
@@ -21,6 +22,9 @@ from chains.models import (
 )
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
+
+if TYPE_CHECKING:
+    from triggers.models import Trigger
 
 log = get_logger("runner")
 
@@ -157,34 +161,75 @@ def create_chain_run(
     params: dict[str, Any] | None = None,
     requested_by: User = None,
     total_steps: int | None = None,
+    trigger: Trigger | None = None,
 ) -> ChainRun:
     if total_steps is None:
         total_steps = len(_steps_of(chain))
     return ChainRun.objects.create(
-        chain=chain, params=params or {}, requested_by=_user(requested_by), total_steps=total_steps
+        chain=chain,
+        params=params or {},
+        requested_by=_user(requested_by),
+        total_steps=total_steps,
+        trigger=trigger,
     )
 
 
 def enqueue_chain(
-    chain: Chain, *, params: dict[str, Any] | None = None, requested_by: User = None
+    chain: Chain,
+    *,
+    params: dict[str, Any] | None = None,
+    requested_by: User = None,
+    trigger: Trigger | None = None,
 ) -> ChainRun:
     """Create a queued chain run and hand it to the task queue (after commit)."""
     from chains.tasks import execute_chain_run
 
-    chain_run = create_chain_run(chain, params=params, requested_by=requested_by)
+    chain_run = create_chain_run(chain, params=params, requested_by=requested_by, trigger=trigger)
     transaction.on_commit(lambda: execute_chain_run.enqueue(chain_run.pk))
     return chain_run
 
 
 def enqueue_workflow(
-    workflow: Workflow, *, params: dict[str, Any] | None = None, requested_by: User = None
+    workflow: Workflow,
+    *,
+    params: dict[str, Any] | None = None,
+    requested_by: User = None,
+    trigger: Trigger | None = None,
 ) -> WorkflowRun:
     """Create a queued workflow run and hand it to the task queue (after commit)."""
     from chains.tasks import execute_workflow_run
 
-    run = WorkflowRun.objects.create(workflow=workflow, params=params or {}, requested_by=_user(requested_by))
+    run = WorkflowRun.objects.create(
+        workflow=workflow, params=params or {}, requested_by=_user(requested_by), trigger=trigger
+    )
     transaction.on_commit(lambda: execute_workflow_run.enqueue(run.pk))
     return run
+
+
+def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
+    """Mark running runs whose heartbeat is older than the lease as abandoned.
+
+    Their worker died (kill -9, a crashed host): without this they would stay
+    "running" forever. The chain run fails at that step. Uses the partial index
+    on running runs' heartbeat_at, so it costs O(running), not O(history).
+    """
+    cutoff = now - timedelta(seconds=lease_seconds)
+    stale = WorkflowRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+    reaped = []
+    for run in stale.select_related("workflow", "chain_run"):
+        error = (
+            f"abandoned: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}Z "
+            f"(lease {lease_seconds}s); last seen on host {run.host or '?'} pid {run.pid} "
+            f"(runner pid {run.worker_pid})"
+        )
+        if not run.finish(RunStatus.ABANDONED, error=error):
+            continue  # it finished (or was reaped by another host) meanwhile
+        reaped.append(run)
+        log.error(error, workflow_id=run.workflow.slug, run_id=run.pk, host=run.host, pid=run.pid)
+        if run.chain_run is not None:
+            step = f"step {run.position} ({run.workflow.slug}) abandoned"
+            run.chain_run.finish(RunStatus.FAILURE, failed_step=run.position, error=f"{step}: {error}")
+    return reaped
 
 
 def _user(user: User) -> Any:

@@ -30,6 +30,8 @@ LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "ERR": "ERROR", "TRACE"
 
 
 def normalize_level(value: object, default: str = Level.INFO) -> str:
+    if value in LEVEL_NUMBERS:  # the common case, first
+        return value  # type: ignore[return-value]
     if isinstance(value, int):
         return level_for_number(value)
     if not isinstance(value, str):
@@ -93,21 +95,58 @@ class LogEntryManager(models.Manager["LogEntry"]):
         if not rows:
             return 0
         table = connection.ops.quote_name(LogEntry._meta.db_table)
-        json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+        sqlite = connection.vendor == "sqlite"
+        json_placeholder = "%s" if sqlite else "%s::jsonb"
         sql = (
             f"INSERT INTO {table} (timestamp, level, component, message, workflow_id, "
             f"node_id, run_id, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_placeholder})"
         )
-        params = [_row_params(row) for row in rows]
-        counts = Counter((row.level, _clean_text(row.component, 100)) for row in rows)
+        params, counts = _prepare(rows, sqlite)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(sql, params)
             LogCount.objects.add(counts)
         return len(rows)
 
 
-def _adapt_timestamp(value: datetime) -> Any:
-    if connection.vendor == "sqlite":
+# One encoder for every row: json.dumps() with options builds a new one per call.
+_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+def _prepare(rows: Sequence[LogRow], sqlite: bool) -> tuple[list[tuple[Any, ...]], Counter[tuple[str, str]]]:
+    """Rows as INSERT parameters, and the count per (level, component), in one pass.
+
+    This is the hot loop of log ingest (every line a bot prints), so it avoids
+    per-row function calls: lines read together share one timestamp object,
+    converted once.
+    """
+    params = []
+    counts: Counter[tuple[str, str]] = Counter()
+    last_timestamp: datetime | None = None
+    adapted: Any = None
+    for timestamp, level, component, message, workflow_id, node_id, run_id, metadata in rows:
+        if timestamp is not last_timestamp:
+            last_timestamp, adapted = timestamp, _adapt_timestamp(timestamp, sqlite)
+        # PostgreSQL text cannot hold NUL; bots printing binary must not break ingest.
+        if "\x00" in message:
+            message = message.replace("\x00", "\ufffd")
+        component, workflow_id, node_id = (
+            _clean(component[:100]),
+            _clean(workflow_id[:100]),
+            _clean(node_id[:200]),
+        )
+        if metadata:
+            text = _METADATA_ENCODER.encode(metadata)
+            if "\\u0000" in text:  # jsonb refuses the \u0000 escape as well
+                text = text.replace("\\u0000", "\\ufffd")
+        else:
+            text = "{}"
+        params.append((adapted, level, component, message, workflow_id, node_id, run_id, text))
+        counts[level, component] += 1
+    return params, counts
+
+
+def _adapt_timestamp(value: datetime, sqlite: bool) -> Any:
+    if sqlite:
         # Django stores SQLite datetimes as naive UTC text.
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
@@ -115,32 +154,8 @@ def _adapt_timestamp(value: datetime) -> Any:
     return value
 
 
-def _clean_text(value: str, limit: int | None = None) -> str:
-    # PostgreSQL text cannot hold NUL; bots printing binary must not break ingest.
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    return value[:limit] if limit is not None else value
-
-
-def _dump_metadata(metadata: dict[str, Any] | None) -> str:
-    if not metadata:
-        return "{}"
-    text = json.dumps(metadata, default=str, ensure_ascii=False)
-    # jsonb refuses the \u0000 escape as well.
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
-
-
-def _row_params(row: LogRow) -> tuple[Any, ...]:
-    return (
-        _adapt_timestamp(row.timestamp),
-        row.level,
-        _clean_text(row.component, 100),
-        _clean_text(row.message),
-        _clean_text(row.workflow_id, 100),
-        _clean_text(row.node_id, 200),
-        row.run_id,
-        _dump_metadata(row.metadata),
-    )
+def _clean(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 class LogEntry(models.Model):

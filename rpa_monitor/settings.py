@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "rpa_monitor",
     "chains",
     "logs",
+    "triggers",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,360 @@
+"""The scheduler tick: reap stale runs, fire due schedule triggers, scan file triggers.
+
+Exactly once, with any number of concurrent ticks on any number of hosts:
+
+* a schedule slot is claimed by a compare-and-set of `next_fire_at`
+  (`UPDATE ... WHERE id = X AND next_fire_at = <the slot>`): one writer wins,
+  the others update nothing; the TriggerFire row inserted in the same
+  transaction is unique on (trigger, due_at), so the database itself refuses
+  a second fire of the slot;
+* a file is claimed by a conditional update of its SeenFile row
+  (`fired_at IS NULL` and the same size/mtime).
+
+Missed slots (downtime) coalesce into one fire that records how late it is
+and how many slots it stands for; `next_fire_at` moves to the next slot after now.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chains.runner import enqueue_chain, enqueue_workflow, reap_stale_runs
+from logs import get_logger
+from rpa_monitor.errors import ChainExecutionError
+from triggers.models import SchedulerTick, SeenFile, Trigger, TriggerFire
+from triggers.schedule import Schedule
+
+log = get_logger("scheduler")
+
+DUE_BATCH = 500
+MAX_COUNTED_MISSED = 10_000
+
+
+@dataclass
+class TickReport:
+    reaped: int = 0
+    fires: list[TriggerFire] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def summary(self) -> str:
+        outcomes: dict[str, int] = {}
+        for fire in self.fires:
+            outcomes[fire.outcome] = outcomes.get(fire.outcome, 0) + 1
+        parts = [f"{n} {outcome}" for outcome, n in sorted(outcomes.items())] or ["nothing due"]
+        return f"tick: {', '.join(parts)}; {self.reaped} stale run(s) reaped; {self.duration_ms:.0f} ms"
+
+
+def tick(now: datetime | None = None) -> TickReport:
+    """One scheduler pass (what `manage.py fire_triggers` runs every minute)."""
+    started = time.monotonic()
+    now = now or timezone.now()
+    report = TickReport()
+    report.reaped = len(reap_stale_runs(now, settings.RPA_RUN_LEASE_SECONDS))
+    report.fires += fire_due_schedules(now)
+    report.fires += scan_file_triggers(now)
+    report.duration_ms = (time.monotonic() - started) * 1000
+    _record_tick(now, report)
+    return report
+
+
+def fire_due_schedules(now: datetime) -> list[TriggerFire]:
+    """Fire every enabled trigger whose next_fire_at <= now (the index finds them: O(due))."""
+    fires: list[TriggerFire] = []
+    after_id = 0
+    while True:
+        # Batches by id so a huge backlog is never loaded at once.
+        batch = list(
+            Trigger.objects.filter(enabled=True, next_fire_at__lte=now, id__gt=after_id)
+            .select_related("workflow", "chain")
+            .order_by("id")[:DUE_BATCH]
+        )
+        if not batch:
+            return fires
+        for trigger in batch:
+            fire = fire_slot(trigger, now)
+            if fire is not None:
+                fires.append(fire)
+        after_id = batch[-1].pk
+
+
+def fire_slot(trigger: Trigger, now: datetime) -> TriggerFire | None:
+    """Claim the trigger's due slot and fire it; None when another tick claimed it first."""
+    due_at = trigger.next_fire_at
+    if due_at is None:
+        return None
+    schedule = trigger.schedule()
+    next_at = schedule.next_after(now) if schedule else None
+    missed = _count_missed(schedule, due_at, now) if schedule else 0
+    try:
+        with transaction.atomic():
+            if not _claim_slot(trigger, due_at, next_at, now):
+                return None
+            return start_fire(trigger, due_at, now, missed_slots=missed)
+    except IntegrityError:
+        # The slot was fired before (a trigger edited on a host whose clock is
+        # behind): it never fires twice; move on to the next slot.
+        Trigger.objects.filter(pk=trigger.pk, next_fire_at=due_at).update(next_fire_at=next_at)
+        return None
+    except Exception as exc:  # one broken trigger must not stop the tick
+        log.exception(f"firing trigger {trigger.pk} ({trigger.name}) failed: {exc}", trigger_id=trigger.pk)
+        with transaction.atomic():
+            if not _claim_slot(trigger, due_at, next_at, now):
+                return None
+            return _save_fire(
+                TriggerFire(
+                    trigger=trigger,
+                    due_at=due_at,
+                    fired_at=now,
+                    outcome=TriggerFire.Outcome.ERROR,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    host=_host(),
+                ),
+                unique_slot=True,
+            )
+
+
+def _claim_slot(trigger: Trigger, due_at: datetime, next_at: datetime | None, now: datetime) -> bool:
+    claimed = Trigger.objects.filter(pk=trigger.pk, enabled=True, next_fire_at=due_at).update(
+        next_fire_at=next_at, last_fired=now
+    )
+    trigger.next_fire_at, trigger.last_fired = next_at, now
+    return bool(claimed)
+
+
+def _count_missed(schedule: Schedule, due_at: datetime, now: datetime) -> int:
+    """How many further slots passed between the claimed slot and now (coalesced into this fire)."""
+    missed, moment = 0, schedule.next_after(due_at)
+    while moment is not None and moment <= now and missed < MAX_COUNTED_MISSED:
+        missed += 1
+        moment = schedule.next_after(moment)
+    return missed
+
+
+def fire_now(
+    trigger: Trigger,
+    *,
+    requested_by: AbstractBaseUser | AnonymousUser | None = None,
+    now: datetime | None = None,
+    detail: str = "",
+) -> TriggerFire:
+    """Fire a trigger immediately (admin "Fire now", the API, `fire_triggers --trigger`).
+
+    Works for every type; the overlap policy still applies. Does not move a
+    schedule's next slot.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        fire = start_fire(trigger, now, now, requested_by=requested_by, detail=detail or "fired now")
+        Trigger.objects.filter(pk=trigger.pk).update(last_fired=now)
+    trigger.last_fired = now
+    return fire
+
+
+def start_fire(
+    trigger: Trigger,
+    due_at: datetime,
+    now: datetime,
+    *,
+    params: dict[str, Any] | None = None,
+    requested_by: AbstractBaseUser | AnonymousUser | None = None,
+    missed_slots: int = 0,
+    detail: str = "",
+) -> TriggerFire:
+    """Decide (start or skip), start the run through the task queue, record the fire.
+
+    Runs inside the caller's transaction, so the fire, the run and the task
+    enqueue (on commit) happen together or not at all.
+    """
+    fire = TriggerFire(
+        trigger=trigger,
+        due_at=due_at,
+        fired_at=now,
+        lateness_seconds=max(0.0, (now - due_at).total_seconds()),
+        missed_slots=missed_slots,
+        requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        host=_host(),
+        detail=detail,
+    )
+    if missed_slots:
+        fire.detail = f"{fire.detail}; " if fire.detail else ""
+        fire.detail += f"{missed_slots} missed slot(s) coalesced into this fire"
+    reason = _skip_reason(trigger)
+    if reason:
+        fire.outcome, fire.detail = TriggerFire.Outcome.SKIPPED, reason
+    else:
+        _start_run(trigger, fire, {**(trigger.params or {}), **(params or {})})
+    return _save_fire(fire, unique_slot=trigger.trigger_type == Trigger.Type.SCHEDULE and due_at != now)
+
+
+def _skip_reason(trigger: Trigger) -> str:
+    target = trigger.target
+    if target is None:
+        return "the trigger has no target"
+    if not target.enabled:
+        return f"{type(target).__name__.lower()} {target.slug} is disabled"
+    if trigger.overlap == Trigger.Overlap.SKIP and trigger.is_busy():
+        return "skipped: the previous run is still queued or running (overlap policy: skip)"
+    return ""
+
+
+def _start_run(trigger: Trigger, fire: TriggerFire, params: dict[str, Any]) -> None:
+    user = fire.requested_by
+    try:
+        if trigger.chain is not None:
+            fire.chain_run = enqueue_chain(trigger.chain, params=params, requested_by=user, trigger=trigger)
+        elif trigger.workflow is not None:
+            fire.workflow_run = enqueue_workflow(
+                trigger.workflow, params=params, requested_by=user, trigger=trigger
+            )
+    except ChainExecutionError as exc:
+        fire.outcome, fire.detail = TriggerFire.Outcome.ERROR, exc.message
+        return
+    fire.outcome = TriggerFire.Outcome.STARTED
+
+
+def _save_fire(fire: TriggerFire, *, unique_slot: bool) -> TriggerFire:
+    """Insert the fire. A schedule slot is unique by design; a file/manual fire's
+    moment may collide with another fired in the same microsecond: move it by 1 µs."""
+    for _ in range(1000):
+        try:
+            with transaction.atomic():
+                fire.save()
+            return fire
+        except IntegrityError:
+            if unique_slot:
+                raise
+            fire.due_at += timedelta(microseconds=1)
+    raise IntegrityError(f"could not record a fire for trigger {fire.trigger_id}")
+
+
+# -- file triggers ------------------------------------------------------------
+
+
+def scan_file_triggers(now: datetime) -> list[TriggerFire]:
+    fires: list[TriggerFire] = []
+    triggers = Trigger.objects.filter(enabled=True, trigger_type=Trigger.Type.FILE).select_related(
+        "workflow", "chain"
+    )
+    for trigger in triggers:
+        try:
+            fires += scan_directory(trigger, now)
+        except Exception as exc:  # one broken trigger must not stop the tick
+            log.exception(
+                f"scanning trigger {trigger.pk} ({trigger.name}) failed: {exc}", trigger_id=trigger.pk
+            )
+    return fires
+
+
+def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
+    """Fire once for each matching file that has not changed since the previous scan."""
+    config = trigger.config or {}
+    directory, pattern = str(config.get("path", "")), str(config.get("pattern") or "*")
+    settle = timedelta(seconds=float(config.get("settle_seconds", 0)))
+    try:
+        entries = [e for e in os.scandir(directory) if fnmatch.fnmatch(e.name, pattern) and e.is_file()]
+        stats = {e.path: e.stat() for e in entries}
+    except OSError as exc:
+        problem = f"cannot read directory {directory!r}: {exc.strerror or exc}"
+        fire = _report_problem(trigger, problem, now)
+        return [fire] if fire else []
+    if trigger.problem:
+        Trigger.objects.filter(pk=trigger.pk).update(problem="")
+        trigger.problem = ""
+    seen = {row.path: row for row in SeenFile.objects.filter(trigger=trigger)}
+    fires = []
+    for path, stat in sorted(stats.items()):
+        row = seen.get(path)
+        if row is None:
+            _first_sighting(trigger, path, stat, now)
+        elif (row.size, row.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            # Still being written (or replaced by a new file): wait for it to settle again.
+            SeenFile.objects.filter(pk=row.pk).update(
+                size=stat.st_size, mtime_ns=stat.st_mtime_ns, changed_at=now, fired_at=None, fire=None
+            )
+        elif row.fired_at is None and now - row.changed_at >= settle:
+            fire = _fire_file(trigger, row, now)
+            if fire is not None:
+                fires.append(fire)
+    return fires
+
+
+def _first_sighting(trigger: Trigger, path: str, stat: os.stat_result, now: datetime) -> None:
+    try:
+        with transaction.atomic():
+            SeenFile.objects.create(
+                trigger=trigger,
+                path=path,
+                size=stat.st_size,
+                mtime_ns=stat.st_mtime_ns,
+                first_seen_at=now,
+                changed_at=now,
+            )
+    except IntegrityError:
+        pass  # another tick saw it at the same moment
+
+
+def _fire_file(trigger: Trigger, row: SeenFile, now: datetime) -> TriggerFire | None:
+    with transaction.atomic():
+        claimed = SeenFile.objects.filter(
+            pk=row.pk, fired_at__isnull=True, size=row.size, mtime_ns=row.mtime_ns
+        ).update(fired_at=now)
+        if not claimed:
+            return None
+        params = {"file": row.path, "file_size": row.size, "file_name": os.path.basename(row.path)}
+        fire = start_fire(trigger, now, now, params=params, detail=f"new file {row.path}")
+        SeenFile.objects.filter(pk=row.pk).update(fire=fire)
+        Trigger.objects.filter(pk=trigger.pk).update(last_fired=now)
+    return fire
+
+
+def _report_problem(trigger: Trigger, problem: str, now: datetime) -> TriggerFire | None:
+    """Record an error fire when a problem starts (or changes), not on every tick."""
+    with transaction.atomic():
+        changed = Trigger.objects.filter(pk=trigger.pk).exclude(problem=problem).update(problem=problem[:500])
+        if not changed:
+            return None
+        trigger.problem = problem[:500]
+        log.warning(f"trigger {trigger.pk} ({trigger.name}): {problem}", trigger_id=trigger.pk)
+        fire = TriggerFire(
+            trigger=trigger,
+            due_at=now,
+            fired_at=now,
+            outcome=TriggerFire.Outcome.ERROR,
+            detail=problem,
+            host=_host(),
+        )
+        return _save_fire(fire, unique_slot=False)
+
+
+# -- bookkeeping --------------------------------------------------------------
+
+
+def _host() -> str:
+    return socket.gethostname()[:255]
+
+
+def _record_tick(now: datetime, report: TickReport) -> None:
+    fields = {
+        "pid": os.getpid(),
+        "last_tick_at": now,
+        "last_duration_ms": report.duration_ms,
+        "fired": len(report.fires),
+    }
+    if SchedulerTick.objects.filter(host=_host()).update(**fields):
+        return
+    try:
+        with transaction.atomic():
+            SchedulerTick.objects.create(host=_host(), **fields)
+    except IntegrityError:  # a concurrent tick on this host created it first
+        SchedulerTick.objects.filter(host=_host()).update(**fields)
