@@ -57,7 +57,7 @@ def run_workflow(
                 position=position,
                 attempt=attempt,
                 params=params or {},
-                requested_by=_user(requested_by),
+                requested_by=real_user(requested_by),
             )
         run.workflow = workflow
         if not workflow.enabled:
@@ -168,7 +168,7 @@ def create_chain_run(
     return ChainRun.objects.create(
         chain=chain,
         params=params or {},
-        requested_by=_user(requested_by),
+        requested_by=real_user(requested_by),
         total_steps=total_steps,
         trigger=trigger,
     )
@@ -200,7 +200,7 @@ def enqueue_workflow(
     from chains.tasks import execute_workflow_run
 
     run = WorkflowRun.objects.create(
-        workflow=workflow, params=params or {}, requested_by=_user(requested_by), trigger=trigger
+        workflow=workflow, params=params or {}, requested_by=real_user(requested_by), trigger=trigger
     )
     transaction.on_commit(lambda: execute_workflow_run.enqueue(run.pk))
     return run
@@ -232,5 +232,6 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
     return reaped
 
 
-def _user(user: User) -> Any:
+def real_user(user: User) -> Any:
+    """The user to record as requester: None for anonymous or missing."""
     return user if user is not None and getattr(user, "is_authenticated", False) else None

@@ -222,11 +222,22 @@ LOGGING = {
     },
 }
 
-# --- Cron (django-crontab) ---------------------------------------------------
+# --- Cron (django-crontab: `manage.py crontab add|show|remove`) ---------------
 CRONTAB_COMMAND_PREFIX = (
     f"DJANGO_SETTINGS_MODULE={os.environ.get('DJANGO_SETTINGS_MODULE', 'rpa_monitor.settings')}"
 )
-CRONJOBS: list[tuple] = [
-    # Drain the task queue (runs enqueued from the admin) when no db_worker runs.
-    ("* * * * *", "django.core.management.call_command", ["db_worker", "--batch"]),
+CRONTAB_COMMAND_SUFFIX = f">> {LOG_DIR / 'cron.log'} 2>&1"
+CRONJOBS: list[tuple[str, str, list[str]]] = [
+    # One scheduler tick: reap stale runs, fire due triggers, scan file triggers.
+    # Safe on any number of hosts at once: each slot fires exactly once.
+    ("* * * * *", "django.core.management.call_command", ["fire_triggers"]),
+    # Run queued work (admin, API and trigger runs), then exit; for hosts without a
+    # long-running `manage.py db_worker`.
+    (
+        "* * * * *",
+        "django.core.management.call_command",
+        ["db_worker", "--batch", "--no-startup-delay", "--no-reload"],
+    ),
+    # Retention, daily at 03:17: old log entries and finished run history.
+    ("17 3 * * *", "django.core.management.call_command", ["purge_logs", "--older-than", "90d"]),
 ]

@@ -29,7 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chains.runner import enqueue_chain, enqueue_workflow, reap_stale_runs
+from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
 from triggers.models import SchedulerTick, SeenFile, Trigger, TriggerFire
@@ -182,7 +182,7 @@ def start_fire(
         fired_at=now,
         lateness_seconds=max(0.0, (now - due_at).total_seconds()),
         missed_slots=missed_slots,
-        requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        requested_by=real_user(requested_by),
         host=_host(),
         detail=detail,
     )

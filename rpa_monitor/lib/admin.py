@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
 
 from django.contrib import admin
@@ -149,19 +149,25 @@ def _first(value: Any) -> str | None:
 def parse_bound(value: str | None, *, end: bool) -> datetime | None:
     """An ISO date or datetime as an aware datetime; a date as `end` means the day after.
 
-    Unparseable values give None (the admin ignores a malformed bound rather than erroring).
+    Unparseable or out-of-range values give None (the admin ignores a malformed
+    bound rather than erroring).
     """
     if not value:
         return None
     try:
-        moment = parse_datetime(value)
-        if moment is None:
-            day = parse_date(value)
-            if day is None:
-                return None
+        # The date first: parse_datetime reads a bare date as its midnight, which
+        # would make `until=<day>` exclude that day.
+        day = parse_date(value)
+        if day is not None:
             moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-    except ValueError:
+        else:
+            parsed = parse_datetime(value)
+            if parsed is None:
+                return None
+            moment = parsed
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        moment.astimezone(UTC)  # the database compares in UTC: year 1 or 9999 may not fit
+    except (ValueError, OverflowError):
         return None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
     return moment

@@ -1,13 +1,15 @@
-"""Demo data: the example bots under examples/ registered as workflows and a chain."""
+"""Demo data: the example bots under examples/ as workflows, a chain, triggers, an admin login."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from chains.models import Chain, Workflow
+from triggers.models import Trigger
 
 DEMO_WORKFLOWS: list[dict[str, Any]] = [
     {
@@ -66,8 +68,58 @@ def load_demo(username: str, password: str) -> list[str]:
     if not Chain.objects.filter(slug=DEMO_CHAIN_SLUG).exists():
         Chain.objects.create_with_steps(DEMO_CHAIN_SLUG, DEMO_CHAIN_NAME, DEMO_CHAIN_STEPS)
         created.append(f"chain {DEMO_CHAIN_SLUG}")
+    created += _load_triggers()
     user_model = get_user_model()
     if not user_model.objects.filter(username=username).exists():
         user_model.objects.create_superuser(username=username, email="", password=password)
         created.append(f"user {username}")
+    return created
+
+
+def demo_triggers() -> list[dict[str, Any]]:
+    inbox = settings.DATA_DIR / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    return [
+        {
+            "name": "Demo chain every 10 minutes",
+            "trigger_type": Trigger.Type.SCHEDULE,
+            "chain": "demo",
+            "config": {"interval_seconds": 600},
+        },
+        {
+            "name": "Daily report, weekday mornings",
+            "trigger_type": Trigger.Type.SCHEDULE,
+            "workflow": "daily_report",
+            "config": {"cron": "0 7 * * 1-5", "timezone": settings.TIME_ZONE},
+        },
+        {
+            "name": f"New CSV in {inbox}",
+            "trigger_type": Trigger.Type.FILE,
+            "workflow": "daily_report",
+            "config": {"path": str(inbox), "pattern": "*.csv"},
+        },
+        {
+            "name": "Upstream check (manual)",
+            "trigger_type": Trigger.Type.MANUAL,
+            "workflow": "flaky_check",
+            "config": {},
+        },
+    ]
+
+
+def _load_triggers() -> list[str]:
+    created = []
+    for spec in demo_triggers():
+        if Trigger.objects.filter(name=spec["name"]).exists():
+            continue
+        trigger = Trigger(
+            name=spec["name"],
+            trigger_type=spec["trigger_type"],
+            config=spec["config"],
+            workflow=Workflow.objects.filter(slug=spec.get("workflow", "")).first(),
+            chain=Chain.objects.filter(slug=spec.get("chain", "")).first(),
+        )
+        trigger.full_clean()
+        trigger.save()
+        created.append(f"trigger {trigger.name!r}")
     return created

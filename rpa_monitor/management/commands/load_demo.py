@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from chains.demo import load_demo
+from rpa_monitor.demo import load_demo
 
 
 class Command(BaseCommand):

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from logs.retention import parse_age, purge
+
+
+class Command(BaseCommand):
+    help = "Delete log entries and finished run history older than --older-than (e.g. 90d), in batches."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--older-than", required=True, help="age such as 90d, 12h, 2w")
+        parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+        parser.add_argument("--batch-size", type=int, default=5000)
+
+    def handle(self, *args: Any, older_than: str, dry_run: bool, batch_size: int, **options: Any) -> str:
+        try:
+            age = parse_age(older_than)
+        except ValueError as exc:
+            raise CommandError(f"--older-than: {exc}") from None
+        if batch_size <= 0:
+            raise CommandError(f"--batch-size must be > 0, got {batch_size}")
+        cutoff = timezone.now() - age
+        report = purge(cutoff, dry_run=dry_run, batch_size=batch_size)
+        return f"{report.summary(dry_run)} (older than {cutoff:%Y-%m-%d %H:%M:%S} UTC)"
