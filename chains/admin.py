@@ -8,10 +8,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from chains.models import (
@@ -169,7 +171,46 @@ class WorkflowAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} workflow(s).")
 
 
+class StepWorkflowSelect(AutocompleteSelect):
+    """The workflow autocomplete, rendering the chosen workflow from `labels`.
+
+    Django's widget looks the chosen object up with one query per row, so a
+    chain's page cost a query per step; the formset fills `labels` once.
+    """
+
+    labels: dict[str, str] | None = None
+
+    def optgroups(self, name: str, value: Any, attrs: Any = None) -> list[Any]:
+        if self.labels is None:
+            return super().optgroups(name, value, attrs)
+        chosen = next((str(v) for v in value if str(v) in self.labels), None)
+        options = [] if self.is_required else [self.create_option(name, "", "", False, 0)]
+        if chosen is not None:
+            options.append(self.create_option(name, chosen, self.labels[chosen], True, len(options)))
+        return [(None, options, 0)]
+
+
 class ChainStepFormSet(forms.BaseInlineFormSet):
+    @cached_property
+    def workflow_labels(self) -> dict[str, str]:
+        """{pk: label} of every workflow a row shows (saved or just posted), in one query."""
+        ids = {str(step.workflow_id) for step in self.get_queryset()}
+        if self.is_bound:
+            ids.update(
+                value
+                for key, value in self.data.items()
+                if key.startswith(f"{self.prefix}-") and key.endswith("-workflow")
+            )
+        wanted = [pk for pk in ids if pk.isdigit() and len(pk) < 19]  # beyond 64 bits: no such row
+        return {str(w.pk): str(w) for w in Workflow.objects.filter(pk__in=wanted)}
+
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        widget = form.fields["workflow"].widget
+        widget = getattr(widget, "widget", widget)  # inside the admin's related-field wrapper
+        if index is not None and isinstance(widget, StepWorkflowSelect):
+            widget.labels = self.workflow_labels
+
     def clean(self) -> None:
         super().clean()
         kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
@@ -184,6 +225,11 @@ class ChainStepInline(admin.TabularInline):
     min_num = 1
     ordering = ["position"]
     autocomplete_fields = ["workflow"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "workflow":
+            kwargs["widget"] = StepWorkflowSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Chain)
@@ -249,8 +295,9 @@ class ChainAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, chain):
             return HttpResponseRedirect(reverse("admin:index"))
         chain_run = self._enqueue(request, chain)
-        target = reverse("admin:chains_chainrun_change", args=[chain_run.pk]) if chain_run else request.path
-        return HttpResponseRedirect(target)
+        if chain_run is None:  # back to the chain, where the error message shows (not a GET of this URL)
+            return HttpResponseRedirect(reverse("admin:chains_chain_change", args=[chain.pk]))
+        return HttpResponseRedirect(reverse("admin:chains_chainrun_change", args=[chain_run.pk]))
 
     def _enqueue(self, request: HttpRequest, chain: Chain) -> ChainRun | None:
         try:
@@ -279,6 +326,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Runs are history: viewable, never edited by hand (retention deletes them)."""
 
     show_full_result_count = False
+    # Facet counts run a COUNT per filter choice over the whole table (millions of log rows).
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     list_per_page = 50
 

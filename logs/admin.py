@@ -21,6 +21,8 @@ from chains.models import Workflow
 from logs.models import LogCount, LogEntry
 from rpa_monitor.lib.admin import DateRangeFilter, badge
 
+MAX_ID = 2**63 - 1
+
 
 class ComponentFilter(admin.SimpleListFilter):
     title = "component"
@@ -51,8 +53,10 @@ class RunFilter(admin.SimpleListFilter):
     parameter_name = "run"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Any value keeps the filter in use (a filter without output is not applied,
+        # so `?run=abc` would otherwise list every entry).
         value = self.value()
-        return [(value, f"run #{value}")] if value and value.isdigit() else []
+        return [(value, f"run #{value}")] if value else []
 
     def has_output(self) -> bool:
         return bool(self.lookup_choices)
@@ -61,7 +65,9 @@ class RunFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        return queryset.filter(run_id=int(value)) if value.isdigit() else queryset.none()
+        if not value.isdigit() or int(value) > MAX_ID:  # no such run (and SQLite cannot compare it)
+            return queryset.none()
+        return queryset.filter(run_id=int(value))
 
 
 class TimestampRangeFilter(DateRangeFilter):

@@ -228,6 +228,7 @@ def test_it_stops_the_bot_when_the_run_is_finished_elsewhere(settings) -> None:
     assert time.monotonic() - started < 10
     assert run.status == RunStatus.CANCELLED
     assert run.error == "cancelled by test"
+    assert run.pid is not None
     assert not _alive(run.pid)
 
 
