@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -18,7 +19,9 @@ from django.utils import timezone
 from rpa_monitor.errors import WorkflowNotFoundError
 from rpa_monitor.lib.callables import CallableError, resolve_callable
 from rpa_monitor.lib.counters import add_counts
+from rpa_monitor.lib.text import unstorable_fields
 
+SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+\Z")
 ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -78,7 +81,9 @@ class Workflow(models.Model):
         return self.slug
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors = unstorable_fields(self)
+        if errors:
+            raise ValidationError(errors)
         if self.kind == self.Kind.COMMAND:
             errors.update(_command_errors(self.command))
         elif self.kind == self.Kind.PYTHON:
@@ -156,7 +161,9 @@ def resolve_workflows(slugs: Sequence[str], field: str = "workflows") -> list[Wo
         raise ValidationError({field: "a chain needs at least one workflow"})
     if not all(isinstance(slug, str) for slug in slugs):
         raise ValidationError({field: "workflows must be given as slugs (strings)"})
-    by_slug = {w.slug: w for w in Workflow.objects.filter(slug__in=set(slugs))}
+    # Only well-formed slugs can exist; the rest (NUL, surrogates, spaces) never reach the database.
+    candidates = {slug for slug in slugs if SLUG_RE.match(slug)}
+    by_slug = {w.slug: w for w in Workflow.objects.filter(slug__in=candidates)}
     missing = [slug for slug in slugs if slug not in by_slug]
     if missing:
         raise WorkflowNotFoundError(missing, field)
@@ -180,6 +187,11 @@ class Chain(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        errors = unstorable_fields(self)
+        if errors:
+            raise ValidationError(errors)
 
     def set_steps(self, workflows: Sequence[Workflow]) -> None:
         with transaction.atomic():

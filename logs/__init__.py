@@ -13,23 +13,65 @@ _loggers: dict[str, RPALogger] = {}
 class RPALogger:
     """A component's logger: `log.info("msg", workflow_id="bot", node_id="step1", rows=3)`.
 
-    Keyword arguments other than workflow_id, node_id and run_id are kept as the
-    entry's metadata.
+    Keyword arguments other than workflow_id, node_id and run_id are kept as
+    the entry's metadata (any name, `level` and `message` included: the first
+    parameters are positional-only).
     """
 
     def __init__(self, component: str) -> None:
+        if not isinstance(component, str) or not component:
+            raise ValueError(f"a log component must be a non-empty string, got {component!r}")
         self.component = component
-        self.logger = logging.getLogger(f"rpa.{component}")
+        # Dots would make a logging hierarchy (a leading dot even escapes "rpa"):
+        # one flat logger per component; the component itself travels in `extra`.
+        self.logger = logging.getLogger("rpa." + component.replace(".", "_"))
 
     def log(
         self,
         level: int,
         message: str,
+        /,
         workflow_id: str | None = None,
         node_id: str | None = None,
         run_id: int | None = None,
-        exc_info: Any = None,
         **metadata: Any,
+    ) -> None:
+        self._emit(level, message, workflow_id, node_id, run_id, metadata)
+
+    def debug(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+              run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        self._emit(logging.DEBUG, message, workflow_id, node_id, run_id, metadata)
+
+    def info(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+             run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        self._emit(logging.INFO, message, workflow_id, node_id, run_id, metadata)
+
+    def warning(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+                run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        self._emit(logging.WARNING, message, workflow_id, node_id, run_id, metadata)
+
+    def error(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+              run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        self._emit(logging.ERROR, message, workflow_id, node_id, run_id, metadata)
+
+    def critical(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+                 run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        self._emit(logging.CRITICAL, message, workflow_id, node_id, run_id, metadata)
+
+    def exception(self, message: str, /, workflow_id: str | None = None, node_id: str | None = None,
+                  run_id: int | None = None, **metadata: Any) -> None:  # fmt: skip
+        """An ERROR entry that keeps the current exception's traceback in metadata."""
+        self._emit(logging.ERROR, message, workflow_id, node_id, run_id, metadata, exc_info=True)
+
+    def _emit(
+        self,
+        level: int,
+        message: str,
+        workflow_id: str | None,
+        node_id: str | None,
+        run_id: int | None,
+        metadata: dict[str, Any],
+        exc_info: bool = False,
     ) -> None:
         extra = {
             "component": self.component,
@@ -38,61 +80,8 @@ class RPALogger:
             "run_id": run_id,
             "metadata": metadata,
         }
-        self.logger.log(level, message, extra=extra, exc_info=exc_info)
-
-    def debug(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.DEBUG, message, workflow_id, node_id, **metadata)
-
-    def info(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.INFO, message, workflow_id, node_id, **metadata)
-
-    def warning(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.WARNING, message, workflow_id, node_id, **metadata)
-
-    def error(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.ERROR, message, workflow_id, node_id, **metadata)
-
-    def critical(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.CRITICAL, message, workflow_id, node_id, **metadata)
-
-    def exception(
-        self,
-        message: str,
-        workflow_id: str | None = None,
-        node_id: str | None = None,
-        **metadata: Any,
-    ) -> None:
-        self.log(logging.ERROR, message, workflow_id, node_id, exc_info=True, **metadata)
+        # stacklevel: the record points at the caller, not at this module.
+        self.logger.log(level, message, extra=extra, exc_info=exc_info, stacklevel=3)
 
 
 def get_logger(component: str) -> RPALogger:

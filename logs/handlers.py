@@ -17,6 +17,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
+
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()) | {
     "message",
@@ -75,8 +77,15 @@ class DatabaseHandler(logging.Handler):
         self._writing.active = True
         try:
             LogEntry.objects.ingest(rows)
+        except (OperationalError, InterfaceError) as exc:
+            self._requeue(rows, exc)  # the database is away or locked: try again later
         except Exception as exc:
-            self._requeue(rows, exc)
+            # Not the database being away but something in the rows: retrying
+            # would fail forever and block every later record, so drop them.
+            print(
+                f"rpa-monitor: dropped {len(rows)} log records that cannot be stored: {exc!r}",
+                file=sys.stderr,
+            )
         finally:
             self._writing.active = False
 

@@ -12,6 +12,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from rpa_monitor.lib.counters import add_counts
+from rpa_monitor.lib.text import clean_json, clean_text
 
 
 class Level(models.TextChoices):
@@ -102,10 +103,31 @@ class LogEntryManager(models.Manager["LogEntry"]):
             f"node_id, run_id, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_placeholder})"
         )
         params, counts = _prepare(rows, sqlite)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-            LogCount.objects.add(counts)
+        try:
+            _insert(sql, params, counts)
+        except UnicodeEncodeError:
+            # Lone surrogates (e.g. undecodable file names) cannot be encoded for
+            # the database: replace them and store the batch rather than lose it.
+            # Checked only on failure, so the hot path pays nothing.
+            params, counts = _prepare([_sanitize_row(row) for row in rows], sqlite)
+            _insert(sql, params, counts)
         return len(rows)
+
+
+def _insert(sql: str, params: list[tuple[Any, ...]], counts: Counter[tuple[str, str]]) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        LogCount.objects.add(counts)
+
+
+def _sanitize_row(row: LogRow) -> LogRow:
+    return row._replace(
+        component=clean_text(row.component),
+        message=clean_text(row.message),
+        workflow_id=clean_text(row.workflow_id),
+        node_id=clean_text(row.node_id),
+        metadata=clean_json(row.metadata) if row.metadata else row.metadata,
+    )
 
 
 # One encoder for every row: json.dumps() with options builds a new one per call.
@@ -136,8 +158,8 @@ def _prepare(rows: Sequence[LogRow], sqlite: bool) -> tuple[list[tuple[Any, ...]
         )
         if metadata:
             text = _METADATA_ENCODER.encode(metadata)
-            if "\\u0000" in text:  # jsonb refuses the \u0000 escape as well
-                text = text.replace("\\u0000", "\\ufffd")
+            if "\\u0000" in text:  # maybe a NUL, which jsonb refuses: clean the values, not the text
+                text = _METADATA_ENCODER.encode(clean_json(metadata))
         else:
             text = "{}"
         params.append((adapted, level, component, message, workflow_id, node_id, run_id, text))

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chains.models import ACTIVE_STATUSES, Chain, ChainRun, Workflow, WorkflowRun
+from rpa_monitor.lib.text import unstorable_fields
 from triggers.schedule import Schedule, ScheduleError
 
 FILE_KEYS = frozenset({"path", "pattern", "settle_seconds"})
@@ -86,7 +87,9 @@ class Trigger(models.Model):
         return target.slug if target is not None else ""
 
     def clean(self) -> None:
-        errors: dict[str, Any] = {}
+        errors: dict[str, Any] = unstorable_fields(self)
+        if errors:
+            raise ValidationError(errors)
         if bool(self.workflow_id) == bool(self.chain_id):
             errors["workflow"] = "Choose exactly one target: a workflow or a chain."
         errors.update(config_errors(self.trigger_type, self.config))

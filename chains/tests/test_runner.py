@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun, WorkflowRunCount
 from chains.runner import run_chain, run_workflow
@@ -213,12 +214,15 @@ def test_it_stops_the_bot_when_the_run_is_finished_elsewhere(settings) -> None:
     workflow = command("long", "sleep", "30")
 
     def cancel_when_running() -> None:
-        for _ in range(100):
-            if WorkflowRun.objects.filter(workflow=workflow, status=RunStatus.RUNNING).exists():
-                run = WorkflowRun.objects.get(workflow=workflow)
-                run.finish(RunStatus.CANCELLED, error="cancelled by test")
-                return
-            time.sleep(0.1)
+        try:
+            for _ in range(100):
+                if WorkflowRun.objects.filter(workflow=workflow, status=RunStatus.RUNNING).exists():
+                    run = WorkflowRun.objects.get(workflow=workflow)
+                    run.finish(RunStatus.CANCELLED, error="cancelled by test")
+                    return
+                time.sleep(0.1)
+        finally:
+            connection.close()  # this thread's own connection; left open it blocks test DB teardown
 
     canceller = threading.Thread(target=cancel_when_running)
     canceller.start()
