@@ -236,6 +236,9 @@ class ChainRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Renewed by the runner while it works on this chain run."
+    )
     total_steps = models.PositiveIntegerField(default=0)
     failed_step = models.PositiveIntegerField(
         null=True, blank=True, help_text="Position of the step that failed."
@@ -267,6 +270,10 @@ class ChainRun(models.Model):
             models.Index(fields=["created_at"], name="chainrun_created_idx"),
             # Overlap policy: is a run this trigger started still active?
             models.Index(fields=["trigger", "status"], name="chainrun_trigger_status_idx"),
+            # The reaper: running chain runs whose runner stopped renewing the heartbeat.
+            models.Index(
+                fields=["heartbeat_at"], condition=Q(status="running"), name="chainrun_running_heartbeat_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -284,11 +291,15 @@ class ChainRun(models.Model):
         """queued → running; False when it was not queued (e.g. cancelled meanwhile)."""
         now = timezone.now()
         updated = ChainRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=now
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
         )
         if updated:
-            self.status, self.started_at = RunStatus.RUNNING, now
+            self.status, self.started_at, self.heartbeat_at = RunStatus.RUNNING, now, now
         return bool(updated)
+
+    def heartbeat(self) -> bool:
+        """Renew the runner's lease on this chain run; False when it is no longer running."""
+        return touch_chain_run(self.pk, timezone.now())
 
     def finish(self, status: RunStatus, failed_step: int | None = None, error: str = "") -> bool:
         """Record the outcome once; False when the run had already finished."""
@@ -418,6 +429,7 @@ class WorkflowRun(models.Model):
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
+            touch_chain_run(self.chain_run_id, now)
         return bool(updated)
 
     def heartbeat(self, progress: tuple[int, int] | None = None) -> bool:
@@ -429,6 +441,7 @@ class WorkflowRun(models.Model):
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
+            touch_chain_run(self.chain_run_id, fields["heartbeat_at"])
         return bool(updated)
 
     def finish(self, status: RunStatus, exit_code: int | None = None, error: str = "") -> bool:
@@ -452,6 +465,13 @@ class WorkflowRun(models.Model):
 
     def mark_failed(self, error: str, exit_code: int | None = None) -> bool:
         return self.finish(RunStatus.FAILURE, exit_code=exit_code, error=error)
+
+
+def touch_chain_run(chain_run_id: int | None, now: datetime) -> bool:
+    """Renew a running chain run's heartbeat (its steps' heartbeats carry it along)."""
+    if chain_run_id is None:
+        return False
+    return bool(ChainRun.objects.filter(pk=chain_run_id, status=RunStatus.RUNNING).update(heartbeat_at=now))
 
 
 def _duration(start: datetime | None, end: datetime | None) -> timedelta | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
@@ -68,10 +69,19 @@ def run_workflow(
         if outcome.status not in (RunStatus.FAILURE, RunStatus.TIMEOUT) or attempt == attempts:
             return run
         if workflow.retry_delay_seconds:
-            time.sleep(workflow.retry_delay_seconds)
+            _wait_keeping_lease(chain_run, workflow.retry_delay_seconds)
         run = None
     assert run is not None
     return run
+
+
+def _wait_keeping_lease(chain_run: ChainRun | None, seconds: float) -> None:
+    """Sleep before a retry while renewing the chain run's heartbeat (so it is not reaped)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if chain_run is not None:
+            chain_run.heartbeat()
+        time.sleep(min(left, settings.RPA_HEARTBEAT_SECONDS))
 
 
 def _log_attempt(run: WorkflowRun, attempts: int) -> None:
@@ -229,7 +239,24 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
         if run.chain_run is not None:
             step = f"step {run.position} ({run.workflow.slug}) abandoned"
             run.chain_run.finish(RunStatus.FAILURE, failed_step=run.position, error=f"{step}: {error}")
+    _reap_stale_chain_runs(cutoff, lease_seconds)
     return reaped
+
+
+def _reap_stale_chain_runs(cutoff: datetime, lease_seconds: int) -> None:
+    """Chain runs whose runner died between steps (or while waiting to retry) and left no
+    running step for the reaper above to find: without this they, and a trigger's
+    overlap policy, would wait for them forever."""
+    stale = ChainRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("chain")
+    for chain_run in stale:
+        done = chain_run.workflow_runs.order_by("-position").values_list("position", flat=True).first()
+        error = (
+            f"abandoned: the runner stopped renewing this chain run at "
+            f"{chain_run.heartbeat_at:%Y-%m-%d %H:%M:%S}Z (lease {lease_seconds}s) "
+            f"after step {done or 0} of {chain_run.total_steps}"
+        )
+        if chain_run.finish(RunStatus.ABANDONED, failed_step=done, error=error):
+            log.error(error, chain_id=chain_run.chain.slug, chain_run_id=chain_run.pk)
 
 
 def real_user(user: User) -> Any:

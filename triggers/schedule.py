@@ -96,6 +96,9 @@ class Schedule:
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first slot strictly after `after` (aware), or None within the horizon."""
+        # In UTC: aware datetimes sharing a tzinfo compare by wall time (fold ignored),
+        # which is wrong in the repeated hour of a fall-back night.
+        after = after.astimezone(UTC)
         if self.cron is not None:
             return self._next_cron(after)
         return self._next_interval(after)
@@ -131,15 +134,12 @@ class Schedule:
         local = moment.astimezone(self.tz)
         if not self.has_window:
             return self.weekdays is None or local.weekday() in self.weekdays
-        window = self._window_containing(local)
-        return window is not None
-
-    def _window_containing(self, local: datetime) -> tuple[datetime, datetime] | None:
+        moment = moment.astimezone(UTC)  # compared with local bounds in real time, not wall time
         for day in (local.date() - timedelta(days=1), local.date()):
             window = self._window(day)
-            if window is not None and window[0] <= local < window[1]:
-                return window
-        return None
+            if window is not None and window[0] <= moment < window[1]:
+                return True
+        return False
 
     # -- interval -----------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
@@ -71,21 +72,25 @@ def tick(now: datetime | None = None) -> TickReport:
 def fire_due_schedules(now: datetime) -> list[TriggerFire]:
     """Fire every enabled trigger whose next_fire_at <= now (the index finds them: O(due))."""
     fires: list[TriggerFire] = []
-    after_id = 0
+    due = Trigger.objects.filter(enabled=True, next_fire_at__lte=now).select_related("workflow", "chain")
+    after: tuple[datetime, int] | None = None
     while True:
-        # Batches by id so a huge backlog is never loaded at once.
-        batch = list(
-            Trigger.objects.filter(enabled=True, next_fire_at__lte=now, id__gt=after_id)
-            .select_related("workflow", "chain")
-            .order_by("id")[:DUE_BATCH]
-        )
+        # Pages in (next_fire_at, id) order: exactly the order of trigger_due_idx (which
+        # ends with the row id), so SQLite walks the index instead of the whole table,
+        # and a huge backlog is never loaded at once.
+        page = due
+        if after is not None:
+            page = due.filter(Q(next_fire_at__gt=after[0]) | Q(next_fire_at=after[0], id__gt=after[1]))
+        batch = list(page.order_by("next_fire_at", "id")[:DUE_BATCH])
         if not batch:
             return fires
+        last = batch[-1]
+        assert last.next_fire_at is not None
+        after = (last.next_fire_at, last.pk)  # before fire_slot() moves next_fire_at
         for trigger in batch:
             fire = fire_slot(trigger, now)
             if fire is not None:
                 fires.append(fire)
-        after_id = batch[-1].pk
 
 
 def fire_slot(trigger: Trigger, now: datetime) -> TriggerFire | None:
@@ -268,11 +273,11 @@ def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
         problem = f"cannot read directory {directory!r}: {exc.strerror or exc}"
         fire = _report_problem(trigger, problem, now)
         return [fire] if fire else []
-    if trigger.problem:
+    if trigger.problem and (trigger.target is None or trigger.target.enabled):
         Trigger.objects.filter(pk=trigger.pk).update(problem="")
         trigger.problem = ""
     seen = {row.path: row for row in SeenFile.objects.filter(trigger=trigger)}
-    fires = []
+    fires: list[TriggerFire] = []
     for path, stat in sorted(stats.items()):
         row = seen.get(path)
         if row is None:
@@ -282,11 +287,28 @@ def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
             SeenFile.objects.filter(pk=row.pk).update(
                 size=stat.st_size, mtime_ns=stat.st_mtime_ns, changed_at=now, fired_at=None, fire=None
             )
-        elif row.fired_at is None and now - row.changed_at >= settle:
+        elif row.fired_at is None and now - row.changed_at >= settle and _ready_for_file(trigger, fires, now):
             fire = _fire_file(trigger, row, now)
             if fire is not None:
                 fires.append(fire)
     return fires
+
+
+def _ready_for_file(trigger: Trigger, fires: list[TriggerFire], now: datetime) -> bool:
+    """May a settled file start a run now? If not, it waits (unclaimed) for a later scan.
+
+    Every file gets its run: under overlap `skip` they are taken one at a time as
+    the previous run finishes, instead of being recorded as skipped and lost. A
+    disabled target is reported once (an error fire) and the files wait for it.
+    """
+    target = trigger.target
+    if target is not None and not target.enabled:
+        kind = type(target).__name__.lower()
+        _report_problem(trigger, f"{kind} {target.slug} is disabled; files wait", now)
+        return False
+    if trigger.overlap == Trigger.Overlap.ALLOW:
+        return True
+    return not fires and not trigger.is_busy()
 
 
 def _first_sighting(trigger: Trigger, path: str, stat: os.stat_result, now: datetime) -> None:

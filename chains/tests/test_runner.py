@@ -8,12 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun, WorkflowRunCount
-from chains.runner import run_chain, run_workflow
+from chains.runner import reap_stale_runs, run_chain, run_workflow
 from logs.models import LogEntry
 from rpa_monitor.test import MANAGE, database_env
 
@@ -263,3 +265,36 @@ def test_sigterm_to_run_workflow_cancels_the_run_and_kills_the_bot() -> None:
             break
         time.sleep(0.1)
     assert not _alive(run.pid)
+
+
+def test_the_reaper_abandons_a_chain_run_whose_runner_died_between_steps() -> None:
+    command("a", "true")
+    command("b", "true")
+    chain = Chain.objects.create_with_steps("ab", "ab", ["a", "b"])
+    long_ago = timezone.now() - timedelta(minutes=10)
+    chain_run = ChainRun.objects.create(
+        chain=chain, status=RunStatus.RUNNING, started_at=long_ago, heartbeat_at=long_ago, total_steps=2
+    )
+    WorkflowRun.objects.create(
+        workflow=Workflow.objects.get(slug="a"), chain_run=chain_run, position=1, status=RunStatus.SUCCESS
+    )
+    fresh = ChainRun.objects.create(chain=chain, status=RunStatus.RUNNING, heartbeat_at=timezone.now())
+    reap_stale_runs(timezone.now(), lease_seconds=60)
+    chain_run.refresh_from_db()
+    assert chain_run.status == RunStatus.ABANDONED
+    assert chain_run.failed_step == 1
+    assert "after step 1 of 2" in chain_run.error
+    fresh.refresh_from_db()
+    assert fresh.status == RunStatus.RUNNING
+
+
+def test_step_heartbeats_renew_the_chain_runs_lease(settings) -> None:
+    settings.RPA_HEARTBEAT_SECONDS = 0.2
+    script("beat", "import time; time.sleep(1)")
+    chain = Chain.objects.create_with_steps("beating", "beating", ["beat"])
+    chain_run = run_chain(chain)
+    assert chain_run.status == RunStatus.SUCCESS
+    chain_run.refresh_from_db()
+    assert chain_run.heartbeat_at is not None
+    assert chain_run.started_at is not None
+    assert chain_run.heartbeat_at - chain_run.started_at >= timedelta(seconds=0.5)
