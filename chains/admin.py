@@ -341,11 +341,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class RunColumns:
+    """Columns shared by every run admin (chain runs, workflow runs, step inlines)."""
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ChainRun | WorkflowRun) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: ChainRun | WorkflowRun) -> str:
+        return format_duration(obj.duration)
+
+
 class CreatedRangeFilter(DateRangeFilter):
     field_name = "created_at"
 
 
-class StepRunInline(admin.TabularInline):
+class StepRunInline(RunColumns, admin.TabularInline):
     model = WorkflowRun
     fk_name = "chain_run"
     extra = 0
@@ -381,14 +393,6 @@ class StepRunInline(admin.TabularInline):
             obj.pk,
         )
 
-    @admin.display(description="status")
-    def status_badge(self, obj: WorkflowRun) -> str:
-        return badge(obj.status)
-
-    @admin.display(description="duration")
-    def duration_display(self, obj: WorkflowRun) -> str:
-        return format_duration(obj.duration)
-
     @admin.display(description="error")
     def error_summary(self, obj: WorkflowRun) -> str:
         lines = obj.error.strip().splitlines()
@@ -400,7 +404,7 @@ class StepRunInline(admin.TabularInline):
 
 
 @admin.register(ChainRun)
-class ChainRunAdmin(ReadOnlyAdmin):
+class ChainRunAdmin(RunColumns, ReadOnlyAdmin):
     list_display = [
         "id",
         "chain",
@@ -432,14 +436,6 @@ class ChainRunAdmin(ReadOnlyAdmin):
     )
     fields = readonly_fields
 
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: ChainRun) -> str:
-        return badge(obj.status)
-
-    @admin.display(description="duration")
-    def duration_display(self, obj: ChainRun) -> str:
-        return format_duration(obj.duration)
-
     @admin.display(description="steps")
     def progress(self, obj: ChainRun) -> str:
         return (
@@ -460,7 +456,7 @@ class WorkflowRangeFilter(DateRangeFilter):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(ReadOnlyAdmin):
+class WorkflowRunAdmin(RunColumns, ReadOnlyAdmin):
     list_display = [
         "id",
         "workflow",
@@ -502,10 +498,6 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     )
     fields = readonly_fields
 
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: WorkflowRun) -> str:
-        return badge(obj.status)
-
     @admin.display(description="chain run")
     def chain_run_link(self, obj: WorkflowRun) -> str:
         if obj.chain_run_id is None:
@@ -513,10 +505,6 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         url = reverse("admin:chains_chainrun_change", args=[obj.chain_run_id])
         chain_slug = obj.chain_run.chain.slug if obj.chain_run else ""
         return format_html('<a href="{}">{} #{}</a>', url, chain_slug, obj.chain_run_id)
-
-    @admin.display(description="duration")
-    def duration_display(self, obj: WorkflowRun) -> str:
-        return format_duration(obj.duration)
 
     @admin.display(description="error")
     def error_block(self, obj: WorkflowRun) -> str:
