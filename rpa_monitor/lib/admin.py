@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from django.contrib import admin
@@ -11,9 +11,10 @@ from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+
+from rpa_monitor.lib.dates import parse_bound
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -147,30 +148,3 @@ def _first(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[-1] if value else None
     return value or None
-
-
-def parse_bound(value: str | None, *, end: bool) -> datetime | None:
-    """An ISO date or datetime as an aware datetime; a date as `end` means the day after.
-
-    Unparseable or out-of-range values give None (the admin ignores a malformed
-    bound rather than erroring).
-    """
-    if not value:
-        return None
-    try:
-        # The date first: parse_datetime reads a bare date as its midnight, which
-        # would make `until=<day>` exclude that day.
-        day = parse_date(value)
-        if day is not None:
-            moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-        else:
-            parsed = parse_datetime(value)
-            if parsed is None:
-                return None
-            moment = parsed
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        moment.astimezone(UTC)  # the database compares in UTC: year 1 or 9999 may not fit
-    except (ValueError, OverflowError):
-        return None
-    return moment
