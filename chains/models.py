@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import shlex
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from rpa_monitor.errors import WorkflowNotFoundError
 from rpa_monitor.lib.callables import CallableError, resolve_callable
-from rpa_monitor.lib.counters import add_counts
+from rpa_monitor.lib.counters import add_counts, add_values
 from rpa_monitor.lib.text import unstorable_fields
 
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+\Z")
@@ -38,6 +39,24 @@ class RunStatus(models.TextChoices):
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED_STATUSES = tuple(s for s in RunStatus if s not in ACTIVE_STATUSES)
 FAILED_STATUSES = (RunStatus.FAILURE, RunStatus.TIMEOUT, RunStatus.ABANDONED)
+# workflow_duration_seconds bucket bounds: bots take from sub-second to hours.
+DURATION_BUCKETS = (
+    0.1,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+)
 
 
 class Workflow(models.Model):
@@ -455,7 +474,7 @@ class WorkflowRun(models.Model):
         with transaction.atomic():
             updated = WorkflowRun.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**fields)
             if updated:
-                WorkflowRunCount.objects.bump(self.workflow_id, status)
+                record_finished_run(self.workflow_id, status, self.started_at, now)
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
@@ -465,6 +484,24 @@ class WorkflowRun(models.Model):
 
     def mark_failed(self, error: str, exit_code: int | None = None) -> bool:
         return self.finish(RunStatus.FAILURE, exit_code=exit_code, error=error)
+
+
+def record_finished_run(workflow_id: int, status: str, started_at: datetime | None, now: datetime) -> None:
+    """Count a finished run everywhere /metrics reads it from (call inside the finishing transaction).
+
+    Counters, duration histogram and the per-minute rollup are bumped
+    incrementally, so a scrape reads O(series) rows however long the history.
+    """
+    WorkflowRunCount.objects.bump(workflow_id, status)
+    if started_at is not None:
+        seconds = max(0.0, (now - started_at).total_seconds())
+        bucket = bisect.bisect_left(DURATION_BUCKETS, seconds)  # first bound >= seconds; len() is +Inf
+        add_counts(WorkflowDurationBucket, ["workflow_id", "bucket"], {(workflow_id, bucket): 1})
+        add_values(WorkflowDurationSum, ["workflow_id"], ["count", "sum"], {(workflow_id,): (1, seconds)})
+    if status != RunStatus.CANCELLED:
+        minute = now.replace(second=0, microsecond=0)
+        failed = 1 if status in FAILED_STATUSES else 0
+        add_values(RunMinute, ["minute"], ["finished", "failed"], {(minute,): (1, failed)})
 
 
 def touch_chain_run(chain_run_id: int | None, now: datetime) -> bool:
@@ -537,6 +574,47 @@ class ChainRunCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id} {self.status}: {self.count}"
+
+
+class WorkflowDurationBucket(models.Model):
+    """Finished runs of a workflow per duration bucket (not cumulative; the scrape accumulates)."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.PositiveSmallIntegerField(
+        help_text="Index into DURATION_BUCKETS; len(DURATION_BUCKETS) is +Inf."
+    )
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert in record_finished_run conflicts on exactly this pair.
+            models.UniqueConstraint(fields=["workflow", "bucket"], name="wfdurbucket_workflow_bucket_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}[{self.bucket}]: {self.count}"
+
+
+class WorkflowDurationSum(models.Model):
+    """Count and sum of finished runs' durations per workflow (the histogram's _count and _sum)."""
+
+    workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, related_name="+")
+    count = models.BigIntegerField(default=0)
+    sum = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}: {self.count} runs, {self.sum:.1f}s"
+
+
+class RunMinute(models.Model):
+    """Finished and failed workflow runs per minute: the trailing-hour error_rate reads 60 rows."""
+
+    minute = models.DateTimeField(unique=True)
+    finished = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.failed}/{self.finished}"
 
 
 def success_rate(counts: dict[str, int]) -> float | None:

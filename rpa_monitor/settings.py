@@ -179,6 +179,10 @@ RPA_DEFAULT_WORKDIR = Path(os.environ.get("RPA_DEFAULT_WORKDIR", BASE_DIR))
 RPA_HEARTBEAT_SECONDS = env_int("RPA_HEARTBEAT_SECONDS", 10)
 # ... and is declared abandoned when the heartbeat is older than this.
 RPA_RUN_LEASE_SECONDS = env_int("RPA_RUN_LEASE_SECONDS", 60)
+# /health says "degraded" when no scheduler tick happened for this long (cron ticks every minute).
+RPA_SCHEDULER_MAX_AGE_SECONDS = env_int("RPA_SCHEDULER_MAX_AGE_SECONDS", 180)
+# Optional bearer token /metrics requires (Authorization: Bearer <token>).
+RPA_METRICS_TOKEN = os.environ.get("RPA_METRICS_TOKEN", "")
 # After a timeout the process group gets SIGTERM, then SIGKILL after this grace.
 RPA_KILL_GRACE_SECONDS = env_int("RPA_KILL_GRACE_SECONDS", 5)
 # A bot line longer than this is stored truncated.

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
+
+from rpa_monitor import health, metrics
 
 admin.site.site_header = "RPA Monitor"
 admin.site.site_title = "RPA Monitor"
@@ -9,5 +11,6 @@ admin.site.index_title = "Workflows, chains, runs and logs"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("health", health.health_view, name="health"),
 ]

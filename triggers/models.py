@@ -243,6 +243,25 @@ class SeenFile(models.Model):
         return self.path
 
 
+class TriggerFireCount(models.Model):
+    """Fires that started a run, per trigger type and target (trigger_fires_total); never decremented."""
+
+    trigger_type = models.CharField(max_length=10, choices=Trigger.Type.choices)
+    workflow_id = models.CharField(max_length=100, help_text="The target's slug (workflow or chain).")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert in _save_fire conflicts on exactly this pair.
+            models.UniqueConstraint(
+                fields=["trigger_type", "workflow_id"], name="triggerfirecount_type_target_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger_type} {self.workflow_id}: {self.count}"
+
+
 class SchedulerTick(models.Model):
     """When each host's scheduler (cron's fire_triggers or run_scheduler) last completed a tick."""
 

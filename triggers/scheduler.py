@@ -33,7 +33,8 @@ from django.utils import timezone
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
-from triggers.models import SchedulerTick, SeenFile, Trigger, TriggerFire
+from rpa_monitor.lib.counters import add_counts
+from triggers.models import SchedulerTick, SeenFile, Trigger, TriggerFire, TriggerFireCount
 from triggers.schedule import Schedule
 
 log = get_logger("scheduler")
@@ -235,6 +236,9 @@ def _save_fire(fire: TriggerFire, *, unique_slot: bool) -> TriggerFire:
         try:
             with transaction.atomic():
                 fire.save()
+                if fire.outcome == TriggerFire.Outcome.STARTED:
+                    key = (fire.trigger.trigger_type, fire.trigger.target_slug)
+                    add_counts(TriggerFireCount, ["trigger_type", "workflow_id"], {key: 1})
             return fire
         except IntegrityError:
             if unique_slot:

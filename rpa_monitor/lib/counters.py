@@ -31,3 +31,27 @@ def add_counts(
     params = [(*key, n) for key, n in sorted(counts.items())]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def add_values(
+    model: type[models.Model],
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    rows: Mapping[tuple[Any, ...], Sequence[float]],
+) -> None:
+    """Like add_counts, for several value columns at once (e.g. a count and a sum)."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    keys = ", ".join(quote(c) for c in key_columns)
+    values = ", ".join(quote(c) for c in value_columns)
+    placeholders = ", ".join(["%s"] * (len(key_columns) + len(value_columns)))
+    updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in value_columns)
+    sql = (
+        f"INSERT INTO {table} ({keys}, {values}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    )
+    params = [(*key, *vals) for key, vals in sorted(rows.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
