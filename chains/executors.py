@@ -449,3 +449,26 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+def kill_orphaned_bot(run: WorkflowRun) -> bool:
+    """SIGKILL the process group of an abandoned run's bot, if it still runs on this host.
+
+    When a runner dies (kill -9), its bot lives on in its own session. The pid
+    alone may have been reused since, so the process must prove it is this
+    run's bot: its environment holds RPA_RUN_ID=<run id>.
+    """
+    if run.pid is None or run.host != socket.gethostname():
+        return False
+    try:
+        with open(f"/proc/{run.pid}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+    except OSError:
+        return False  # gone already (or not ours to read)
+    if f"RPA_RUN_ID={run.pk}".encode() not in environ:
+        return False
+    try:
+        os.killpg(run.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

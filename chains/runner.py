@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
-from chains.executors import execute
+from chains.executors import execute, kill_orphaned_bot
 from chains.models import (
     Chain,
     ChainRun,
@@ -235,7 +235,11 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
         if not run.finish(RunStatus.ABANDONED, error=error):
             continue  # it finished (or was reaped by another host) meanwhile
         reaped.append(run)
-        log.error(error, workflow_id=run.workflow.slug, run_id=run.pk, host=run.host, pid=run.pid)
+        killed = kill_orphaned_bot(run)
+        log.error(
+            f"{error}; {'killed its orphaned process group' if killed else 'no local process to kill'}",
+            workflow_id=run.workflow.slug, run_id=run.pk, host=run.host, pid=run.pid,
+        )  # fmt: skip
         if run.chain_run is not None:
             step = f"step {run.position} ({run.workflow.slug}) abandoned"
             run.chain_run.finish(RunStatus.FAILURE, failed_step=run.position, error=f"{step}: {error}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -298,3 +299,56 @@ def test_step_heartbeats_renew_the_chain_runs_lease(settings) -> None:
     assert chain_run.heartbeat_at is not None
     assert chain_run.started_at is not None
     assert chain_run.heartbeat_at - chain_run.started_at >= timedelta(seconds=0.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_kill_9_of_the_runner_the_reaper_abandons_the_run_and_kills_the_orphaned_bot() -> None:
+    command("orphan", "sleep", "60")
+    proc = subprocess.Popen(
+        [PY, MANAGE, "run_workflow", "orphan"],
+        env=database_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    run = None
+    for _ in range(200):
+        run = WorkflowRun.objects.filter(workflow__slug="orphan", status=RunStatus.RUNNING).first()
+        if run is not None:
+            break
+        time.sleep(0.05)
+    assert run is not None
+    assert run.pid is not None
+    proc.kill()  # kill -9: no cleanup, the bot lives on in its own session
+    proc.communicate(timeout=10)
+    assert _alive(run.pid)
+    reaped = reap_stale_runs(timezone.now() + timedelta(minutes=5), lease_seconds=60)
+    assert [r.pk for r in reaped] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABANDONED
+    assert f"pid {run.pid}" in run.error
+    for _ in range(50):
+        if not _alive(run.pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(run.pid)
+    assert not WorkflowRun.objects.filter(status=RunStatus.RUNNING).exists()
+
+
+def test_the_reaper_never_kills_a_process_that_is_not_the_runs_bot() -> None:
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        workflow = command("ghost", "true")
+        run = WorkflowRun.objects.create(
+            workflow=workflow,
+            status=RunStatus.RUNNING,
+            host=socket.gethostname(),
+            pid=stranger.pid,  # a reused pid: alive, but not this run's bot
+            heartbeat_at=timezone.now() - timedelta(minutes=10),
+        )
+        reap_stale_runs(timezone.now(), lease_seconds=60)
+        run.refresh_from_db()
+        assert run.status == RunStatus.ABANDONED
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
