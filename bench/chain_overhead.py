@@ -13,54 +13,16 @@ Uses its own scratch SQLite database in a temp directory, removed at the end.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import logging
-import os
-import pstats
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _django import parse_args, profile, rounds, scratch_dir, setup_django
+
 STEPS = 100
 TARGET_MS = 5.0
-
-
-def setup_django(scratch: Path) -> None:
-    """Point Django at a scratch SQLite file (never the developer's), migrate it."""
-    os.environ.pop("DATABASE_URL", None)  # a set DATABASE_URL would mean PostgreSQL
-    os.environ["RPA_SQLITE_PATH"] = str(scratch / "bench.sqlite3")
-    os.environ["RPA_DATA_DIR"] = str(scratch)
-    os.environ["RPA_LOG_DIR"] = str(scratch / "logs")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "rpa_monitor.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    quiet_console()
-    call_command("migrate", verbosity=0)
-
-
-def quiet_console() -> None:
-    for name in ("rpa", "django"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.setLevel(logging.CRITICAL + 1)
-
-
-def teardown_django() -> None:
-    from django.db import connections
-
-    for handler in logging.getLogger("rpa").handlers:
-        handler.flush()
-    connections.close_all()
 
 
 def make_chain() -> Any:
@@ -90,24 +52,16 @@ def time_bare() -> float:
     return time.perf_counter() - start
 
 
-def profile_chain(chain: Any, top: int) -> None:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    time_chain(chain)
-    profiler.disable()
-    print(f"\ncProfile of one {STEPS}-step chain run (top {top} by own time):")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median reported)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile one extra chain run")
-    args = parser.parse_args()
+    args = parse_args(
+        __doc__,
+        repeats=3,
+        repeats_help="interleaved rounds (median reported)",
+        profile_help="also cProfile one extra chain run",
+    )
 
-    scratch = Path(tempfile.mkdtemp(prefix="rpa-bench-chain-"))
-    try:
-        setup_django(scratch)
+    with scratch_dir("chain") as scratch:
+        setup_django(scratch, scratch / "bench.sqlite3")
         chain = make_chain()
         time_chain(chain)  # warm-up: imports, caches, first connection
         time_bare()
@@ -118,20 +72,16 @@ def main() -> int:
             bare_times.append(time_bare())
         report(chain_times, bare_times)
         if args.profile:
-            profile_chain(chain, 30)
+            profile(f"one {STEPS}-step chain run", lambda: time_chain(chain), 30)
         overhead_ms = (statistics.median(chain_times) - statistics.median(bare_times)) / STEPS * 1000
         return 0 if overhead_ms <= TARGET_MS else 1
-    finally:
-        teardown_django()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def report(chain_times: list[float], bare_times: list[float]) -> None:
     chain_s, bare_s = statistics.median(chain_times), statistics.median(bare_times)
     overhead_ms = (chain_s - bare_s) / STEPS * 1000
-    rounds = ", ".join(f"{c:.3f}/{b:.3f}" for c, b in zip(chain_times, bare_times, strict=True))
     print(f"chain overhead: {STEPS} steps of `true`, {len(chain_times)} interleaved rounds (median)")
-    print(f"  rounds chain/bare s:      {rounds}")
+    print(f"  rounds chain/bare s:      {rounds(chain_times, bare_times)}")
     print(f"  run_chain total:          {chain_s:.3f} s  ({chain_s / STEPS * 1000:.2f} ms/step)")
     print(f"  bare subprocess.run:      {bare_s:.3f} s  ({bare_s / STEPS * 1000:.2f} ms/step)")
     print(f"  per-step overhead:        {overhead_ms:.2f} ms  (ratio chain/bare {chain_s / bare_s:.2f}x)")

@@ -15,25 +15,21 @@ Uses its own scratch SQLite databases in a temp directory, removed at the end.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
 import json
-import logging
 import os
-import pstats
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _django import flush_rpa_logging, parse_args, profile, rounds, scratch_dir, setup_django
+
 LINES = 200_000
 SAVE_N = 5_000
 TARGET_RATIO = 0.3
@@ -57,8 +53,8 @@ RAW_INSERT = (
 class Scratch:
     """A temp directory: the live scratch database plus a pristine migrated template."""
 
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="rpa-bench-ingest-"))
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
         self.db = self.dir / "bench.sqlite3"
         self.template = self.dir / "template.sqlite3"
         self.bot = self.dir / "bot.py"
@@ -81,36 +77,6 @@ class Scratch:
         flush_rpa_logging()
         connections.close_all()
         self.fresh_copy(self.db.name)
-
-
-def setup_django(scratch: Scratch) -> None:
-    """Point Django at a scratch SQLite file (never the developer's), migrate it."""
-    os.environ.pop("DATABASE_URL", None)  # a set DATABASE_URL would mean PostgreSQL
-    os.environ["RPA_SQLITE_PATH"] = str(scratch.db)
-    os.environ["RPA_DATA_DIR"] = str(scratch.dir)
-    os.environ["RPA_LOG_DIR"] = str(scratch.dir / "logs")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "rpa_monitor.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    quiet_console()
-    call_command("migrate", verbosity=0)
-
-
-def quiet_console() -> None:
-    for name in ("rpa", "django"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.setLevel(logging.CRITICAL + 1)
-
-
-def flush_rpa_logging() -> None:
-    # The runner logs one line per attempt through the batched DatabaseHandler:
-    # store it now, from this thread, before the database file is swapped.
-    for handler in logging.getLogger("rpa").handlers:
-        handler.flush()
 
 
 def make_template(scratch: Scratch) -> tuple[int, int]:
@@ -241,24 +207,17 @@ def time_bot_alone(scratch: Scratch) -> float:
     return time.perf_counter() - start
 
 
-def profile_ours(scratch: Scratch, workflow_id: int, top: int) -> None:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    run_ours(scratch, workflow_id)
-    profiler.disable()
-    print(f"\ncProfile of one run_workflow ingest of {LINES:,} lines (top {top} by own time):")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of ours/raw (median)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile one extra run of ours")
-    args = parser.parse_args()
+    args = parse_args(
+        __doc__,
+        repeats=3,
+        repeats_help="interleaved rounds of ours/raw (median)",
+        profile_help="also cProfile one extra run of ours",
+    )
 
-    scratch = Scratch()
-    try:
-        setup_django(scratch)
+    with scratch_dir("ingest") as directory:
+        scratch = Scratch(directory)
+        setup_django(scratch.dir, scratch.db)
         workflow_id, ref_run_id = make_template(scratch)
         params = raw_params(ref_run_id)
         ours: list[float] = []
@@ -274,14 +233,9 @@ def main() -> int:
         bot_s = time_bot_alone(scratch)
         ok = report(ours, raw, save_s, bulk_s, bot_s, stored_counts)
         if args.profile:
-            profile_ours(scratch, workflow_id, 35)
+            label = f"one run_workflow ingest of {LINES:,} lines"
+            profile(label, lambda: run_ours(scratch, workflow_id), 35)
         return 0 if ok else 1
-    finally:
-        flush_rpa_logging()
-        from django.db import connections
-
-        connections.close_all()
-        shutil.rmtree(scratch.dir, ignore_errors=True)
 
 
 def report(
@@ -290,9 +244,8 @@ def report(
     ours_rate = LINES / statistics.median(ours)
     raw_rate = LINES / statistics.median(raw)
     ratio = ours_rate / raw_rate
-    rounds = ", ".join(f"{o:.3f}/{r:.3f}" for o, r in zip(ours, raw, strict=True))
     print(f"log ingest: {LINES:,} bot JSON lines, {len(ours)} interleaved rounds of ours/raw (median)")
-    print(f"  rounds ours/raw s:             {rounds}")
+    print(f"  rounds ours/raw s:             {rounds(ours, raw)}")
     print("  ours is end to end (bot start, pipe, parse, store); the others time storage of prebuilt rows")
     print(f"  ours (run_workflow, end to end): {ours_rate:>10,.0f} rows/s  ({statistics.median(ours):.3f} s)")
     print(f"  (a) raw sqlite3 executemany:     {raw_rate:>10,.0f} rows/s  ({statistics.median(raw):.3f} s)")

@@ -19,22 +19,15 @@ Uses its own scratch SQLite databases in a temp directory, removed at the end.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import logging
-import os
-import pstats
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _django import flush_rpa_logging, parse_args, profile, rounds, scratch_dir, setup_django
+
 SMALL = 100
 LARGE = 100_000
 DUE = 1_000
@@ -45,43 +38,13 @@ TARGET_RATIO = 1.5
 class Scratch:
     """A temp directory: a migrated template and the two databases made from it."""
 
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="rpa-bench-tick-"))
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
         self.template = self.dir / "template.sqlite3"
         self.small = self.dir / "small.sqlite3"
         self.large = self.dir / "large.sqlite3"
         self.inbox = self.dir / "inbox"  # the file trigger's (empty) directory
         self.inbox.mkdir()
-
-
-def setup_django(scratch: Scratch) -> None:
-    """Point Django at a scratch SQLite file (never the developer's), migrate it."""
-    os.environ.pop("DATABASE_URL", None)  # a set DATABASE_URL would mean PostgreSQL
-    os.environ["RPA_SQLITE_PATH"] = str(scratch.template)
-    os.environ["RPA_DATA_DIR"] = str(scratch.dir)
-    os.environ["RPA_LOG_DIR"] = str(scratch.dir / "logs")
-    # Fired runs go into the database task queue; nothing here executes them.
-    os.environ["RPA_TASKS_BACKEND"] = "django_tasks_db.DatabaseBackend"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "rpa_monitor.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    quiet_console()
-    call_command("migrate", verbosity=0)
-
-
-def quiet_console() -> None:
-    for name in ("rpa", "django"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler) is logging.StreamHandler:
-                handler.setLevel(logging.CRITICAL + 1)
-
-
-def flush_rpa_logging() -> None:
-    for handler in logging.getLogger("rpa").handlers:
-        handler.flush()
 
 
 def use_database(path: Path) -> None:
@@ -91,13 +54,6 @@ def use_database(path: Path) -> None:
     flush_rpa_logging()
     connection.close()
     connection.settings_dict["NAME"] = str(path)
-
-
-def teardown_django() -> None:
-    from django.db import connections
-
-    flush_rpa_logging()
-    connections.close_all()
 
 
 def slot_after(moment: datetime) -> datetime:
@@ -241,24 +197,18 @@ def print_plans(now: datetime) -> bool:
     return uses_index
 
 
-def profile(label: str, func: Any, top: int) -> None:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    func()
-    profiler.disable()
-    print(f"\ncProfile of {label} (top {top} by own time):")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds small/large (median)")
-    parser.add_argument("--profile", action="store_true", help="also cProfile an idle and a due tick")
-    args = parser.parse_args()
+    args = parse_args(
+        __doc__,
+        repeats=15,
+        repeats_help="interleaved rounds small/large (median)",
+        profile_help="also cProfile an idle and a due tick",
+    )
 
-    scratch = Scratch()
-    try:
-        setup_django(scratch)
+    with scratch_dir("tick") as directory:
+        scratch = Scratch(directory)
+        # Fired runs go into the database task queue; nothing here executes them.
+        setup_django(scratch.dir, scratch.template, RPA_TASKS_BACKEND="django_tasks_db.DatabaseBackend")
         from django.utils import timezone
 
         # A fixed `now` for every tick: nothing becomes due by the clock while we measure.
@@ -280,9 +230,6 @@ def main() -> int:
             profile(f"an idle tick ({LARGE:,} triggers)", lambda: time_tick(now), 30)
             profile(f"a tick firing {DUE:,} triggers", lambda: fire_due(now, offset=1), 30)
         return 0 if ok else 1
-    finally:
-        teardown_django()
-        shutil.rmtree(scratch.dir, ignore_errors=True)
 
 
 def report(
@@ -290,10 +237,9 @@ def report(
 ) -> bool:
     small_s, large_s = statistics.median(small), statistics.median(large)
     ratio = large_s / small_s
-    rounds = ", ".join(f"{s * 1000:.2f}/{b * 1000:.2f}" for s, b in zip(small, large, strict=True))
     print(f"scheduler tick: {SMALL:,} vs {LARGE:,} enabled schedule triggers, none due")
     print(f"  (built in {build_s:.1f} s; {len(small)} interleaved rounds, median)")
-    print(f"  rounds small/large ms:    {rounds}")
+    print(f"  rounds small/large ms:    {rounds(small, large, scale=1000, digits=2)}")
     print(f"  tick, {SMALL:>7,} triggers:    {small_s * 1000:.2f} ms")
     print(f"  tick, {LARGE:>7,} triggers:    {large_s * 1000:.2f} ms")
     print(f"  ratio large/small:        {ratio:.2f}x")
