@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -26,7 +27,7 @@ from chains.models import (
     WorkflowRun,
     WorkflowRunCount,
 )
-from chains.runner import enqueue_chain, enqueue_workflow
+from chains.runner import cancel_run, enqueue_chain, enqueue_workflow, resume_chain_run
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
     CappedCountPaginator,
@@ -35,6 +36,13 @@ from rpa_monitor.lib.admin import (
     format_duration,
     format_rate,
 )
+
+
+class ExecutePermission:
+    """Starting and stopping work needs `chains.execute`, not just seeing it (actions and buttons)."""
+
+    def has_execute_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("chains.execute")
 
 
 def logs_link(run_id: int, label: str = "logs") -> str:
@@ -101,7 +109,7 @@ class WorkflowForm(forms.ModelForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
     form = WorkflowForm
     list_display = [
         "slug",
@@ -152,9 +160,11 @@ class WorkflowAdmin(admin.ModelAdmin):
     def success_rate(self, obj: Any) -> str:
         return _rate(obj)
 
-    @admin.action(description="Run now (in the background)")
+    @admin.action(description="Run now (in the background)", permissions=["execute"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         runs = [enqueue_workflow(w, requested_by=request.user) for w in queryset]
+        for run in runs:
+            self.log_change(request, run.workflow, f"Queued run #{run.pk}")
         links = format_html_join(
             ", ",
             '<a href="{}">{} #{}</a>',
@@ -233,7 +243,7 @@ class ChainStepInline(admin.TabularInline):
 
 
 @admin.register(Chain)
-class ChainAdmin(admin.ModelAdmin):
+class ChainAdmin(ExecutePermission, admin.ModelAdmin):
     list_display = ["slug", "name", "sequence", "enabled", "last_execution", "success_rate"]
     list_filter = ["enabled"]
     search_fields = ["slug", "name", "description"]
@@ -281,7 +291,7 @@ class ChainAdmin(admin.ModelAdmin):
     def success_rate(self, obj: Any) -> str:
         return _rate(obj)
 
-    @admin.action(description="Execute (in the background)")
+    @admin.action(description="Execute (in the background)", permissions=["execute"])
     def execute(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
         for chain in queryset:
             self._enqueue(request, chain)
@@ -292,8 +302,8 @@ class ChainAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         chain = get_object_or_404(Chain, pk=object_id)
-        if not self.has_view_permission(request, chain):
-            return HttpResponseRedirect(reverse("admin:index"))
+        if not self.has_execute_permission(request, chain):
+            raise PermissionDenied("executing chains needs the chains.execute permission")
         chain_run = self._enqueue(request, chain)
         if chain_run is None:  # back to the chain, where the error message shows (not a GET of this URL)
             return HttpResponseRedirect(reverse("admin:chains_chain_change", args=[chain.pk]))
@@ -306,6 +316,7 @@ class ChainAdmin(admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return None
         url = reverse("admin:chains_chainrun_change", args=[chain_run.pk])
+        self.log_change(request, chain, f"Executed: queued chain run #{chain_run.pk}")
         self.message_user(
             request,
             format_html('Queued <a href="{}">{} run #{}</a>.', url, chain.slug, chain_run.pk),
@@ -351,6 +362,22 @@ class RunColumns:
     @admin.display(description="duration")
     def duration_display(self, obj: ChainRun | WorkflowRun) -> str:
         return format_duration(obj.duration)
+
+
+class CancelAction(ExecutePermission, admin.ModelAdmin):
+    """The "Cancel" action of the run admins, recorded in each run's history."""
+
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel (queued or running)", permissions=["execute"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        cancelled = 0
+        for run in queryset:
+            if cancel_run(run, f"cancelled by {request.user} from the admin"):
+                self.log_change(request, run, "Cancelled")
+                cancelled += 1
+        skipped = len(queryset) - cancelled
+        self.message_user(request, f"Cancelled {cancelled} run(s); {skipped} had already finished.")
 
 
 class CreatedRangeFilter(DateRangeFilter):
@@ -404,7 +431,7 @@ class StepRunInline(RunColumns, admin.TabularInline):
 
 
 @admin.register(ChainRun)
-class ChainRunAdmin(RunColumns, ReadOnlyAdmin):
+class ChainRunAdmin(RunColumns, CancelAction, ReadOnlyAdmin):
     list_display = [
         "id",
         "chain",
@@ -421,8 +448,10 @@ class ChainRunAdmin(RunColumns, ReadOnlyAdmin):
     list_select_related = ["chain", "requested_by"]
     search_fields = ["=id", "chain__slug", "error"]
     inlines = [StepRunInline]
+    actions = ["cancel", "resume"]
     readonly_fields = (
         "chain",
+        "resumed_from",
         "status_badge",
         "created_at",
         "started_at",
@@ -435,6 +464,26 @@ class ChainRunAdmin(RunColumns, ReadOnlyAdmin):
         "requested_by",
     )
     fields = readonly_fields
+
+    @admin.action(description="Resume from the failed step", permissions=["execute"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[ChainRun]) -> None:
+        for chain_run in queryset.select_related("chain"):
+            try:
+                resumed = resume_chain_run(chain_run, requested_by=request.user)
+            except ChainExecutionError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                continue
+            self.log_change(
+                request, chain_run, f"Resumed from step {resumed.start_position} as #{resumed.pk}"
+            )
+            url = reverse("admin:chains_chainrun_change", args=[resumed.pk])
+            self.message_user(
+                request,
+                format_html(
+                    'Queued <a href="{}">run #{}</a> from step {}.', url, resumed.pk, resumed.start_position
+                ),
+                messages.SUCCESS,
+            )
 
     @admin.display(description="steps")
     def progress(self, obj: ChainRun) -> str:
@@ -456,7 +505,7 @@ class WorkflowRangeFilter(DateRangeFilter):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(RunColumns, ReadOnlyAdmin):
+class WorkflowRunAdmin(RunColumns, CancelAction, ReadOnlyAdmin):
     list_display = [
         "id",
         "workflow",

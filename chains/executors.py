@@ -451,8 +451,8 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def kill_orphaned_bot(run: WorkflowRun) -> bool:
-    """SIGKILL the process group of an abandoned run's bot, if it still runs on this host.
+def kill_orphaned_bot(run: WorkflowRun, sig: signal.Signals = signal.SIGKILL) -> bool:
+    """Signal (default SIGKILL) the process group of a run's bot, if it still runs on this host.
 
     When a runner dies (kill -9), its bot lives on in its own session. The pid
     alone may have been reused since, so the process must prove it is this
@@ -468,7 +468,7 @@ def kill_orphaned_bot(run: WorkflowRun) -> bool:
     if f"RPA_RUN_ID={run.pk}".encode() not in environ:
         return False
     try:
-        os.killpg(run.pid, signal.SIGKILL)
+        os.killpg(run.pid, sig)
     except (ProcessLookupError, PermissionError):
         return False
     return True

@@ -91,6 +91,13 @@ class Workflow(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        permissions = [
+            (
+                "change_execution",
+                "Can change what a workflow executes (command, callable, environment, working dir)",
+            ),
+            ("execute", "Can execute, cancel and resume workflows and chains"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(timeout_seconds__gte=1), name="workflow_timeout_positive"),
             models.CheckConstraint(condition=Q(kind__in=["command", "python"]), name="workflow_kind_valid"),
@@ -259,6 +266,15 @@ class ChainRun(models.Model):
         null=True, blank=True, help_text="Renewed by the runner while it works on this chain run."
     )
     total_steps = models.PositiveIntegerField(default=0)
+    start_position = models.PositiveIntegerField(default=1, help_text="Resumed runs start at a later step.")
+    resumed_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resumptions",
+        help_text="The failed chain run this one resumes from its failure point.",
+    )
     failed_step = models.PositiveIntegerField(
         null=True, blank=True, help_text="Position of the step that failed."
     )
@@ -335,6 +351,10 @@ class ChainRun(models.Model):
         else:
             self.refresh_from_db()
         return bool(updated)
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in (*FAILED_STATUSES, RunStatus.CANCELLED) and self.failed_step is not None
 
     def step_runs(self) -> list[WorkflowRun]:
         """The last attempt of each step, in order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -112,6 +113,7 @@ def run_chain(
     steps = _steps_of(chain)
     if chain_run is None:
         chain_run = create_chain_run(chain, params=params, requested_by=requested_by, total_steps=len(steps))
+    steps = [step for step in steps if step.position >= chain_run.start_position]
     if not chain.enabled:
         chain_run.finish(RunStatus.FAILURE, error=f"chain {chain.slug} is disabled")
         return chain_run
@@ -144,6 +146,8 @@ def _steps_of(chain: Chain) -> list[ChainStep]:
 
 def _run_steps(chain_run: ChainRun, steps: list[ChainStep], on_step: StepCallback | None) -> None:
     for step in steps:
+        if not chain_run.heartbeat():
+            return  # cancelled (or reaped) between steps: start nothing more
         run = run_workflow(
             step.workflow,
             params=chain_run.params,
@@ -214,6 +218,51 @@ def enqueue_workflow(
     )
     transaction.on_commit(lambda: execute_workflow_run.enqueue(run.pk))
     return run
+
+
+def cancel_run(run: WorkflowRun | ChainRun, reason: str) -> bool:
+    """Cancel a queued or running run; False when it had already finished.
+
+    A running bot on this host gets SIGTERM at once; its runner (wherever it
+    is) sees the run cancelled at its next heartbeat and escalates to SIGKILL
+    after RPA_KILL_GRACE_SECONDS. A chain run's active step is cancelled too,
+    and no later step starts.
+    """
+    if isinstance(run, ChainRun):
+        cancelled = run.finish(RunStatus.CANCELLED, error=reason)
+        for step_run in run.workflow_runs.active():
+            cancel_run(step_run, reason)
+        return cancelled
+    was_running = run.status == RunStatus.RUNNING
+    if not run.finish(RunStatus.CANCELLED, exit_code=run.exit_code, error=reason):
+        return False
+    if was_running:
+        kill_orphaned_bot(run, signal.SIGTERM)
+    log.warning(
+        f"{run.workflow.slug} run {run.pk} cancelled: {reason}", workflow_id=run.workflow.slug, run_id=run.pk
+    )
+    return True
+
+
+def resume_chain_run(chain_run: ChainRun, *, requested_by: User = None) -> ChainRun:
+    """Queue a new chain run that starts at `chain_run`'s failure point (linked to it)."""
+    if not chain_run.can_resume:
+        raise ChainExecutionError(
+            f"chain run {chain_run.pk} is {chain_run.status}; only a failed or cancelled run with a "
+            "failure point can be resumed"
+        )
+    from chains.tasks import execute_chain_run
+
+    resumed = ChainRun.objects.create(
+        chain=chain_run.chain,
+        params=chain_run.params,
+        requested_by=real_user(requested_by),
+        total_steps=chain_run.total_steps,
+        start_position=chain_run.failed_step or 1,
+        resumed_from=chain_run,
+    )
+    transaction.on_commit(lambda: execute_chain_run.enqueue(resumed.pk))
+    return resumed
 
 
 def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
