@@ -53,8 +53,8 @@ def test_it_cancels_a_queued_chain_run_from_the_admin_and_records_who(admin_clie
     chain_run.refresh_from_db()
     assert chain_run.status == RunStatus.CANCELLED
     assert "cancelled by admin" in chain_run.error
-    entry = AdminLogEntry.objects.select_related("user").get(object_id=str(chain_run.pk))
-    assert (entry.user.get_username(), entry.change_message) == ("admin", "Cancelled")
+    entry = AdminLogEntry.objects.get(object_id=str(chain_run.pk))
+    assert (entry.user_id, entry.change_message) == (User.objects.get(username="admin").pk, "Cancelled")
     assert (
         run_chain(chain, chain_run=chain_run).status == RunStatus.CANCELLED
     )  # the worker then starts nothing
