@@ -108,6 +108,9 @@ class WorkflowForm(forms.ModelForm):
         widgets = {"environment": forms.Textarea(attrs={"rows": 3, "cols": 60})}
 
 
+EXECUTION_FIELDS = ("kind", "command", "callable", "working_dir", "environment")
+
+
 @admin.register(Workflow)
 class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
     form = WorkflowForm
@@ -127,9 +130,19 @@ class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "enabled"]}),
-        ("What it runs", {"fields": ["kind", "command", "callable", "working_dir", "environment"]}),
+        ("What it runs", {"fields": list(EXECUTION_FIELDS)}),
         ("Limits", {"fields": ["timeout_seconds", "max_retries", "retry_delay_seconds"]}),
     ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Workflow | None = None) -> tuple[str, ...]:
+        # What a workflow executes is a security boundary (it runs on our servers):
+        # editing it takes chains.change_execution, not just chains.change_workflow.
+        if request.user.has_perm("chains.change_execution"):
+            return ()
+        return EXECUTION_FIELDS
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and request.user.has_perm("chains.change_execution")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
         last = WorkflowRun.objects.filter(workflow=OuterRef("pk")).order_by("-id")
@@ -172,11 +185,11 @@ class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
         )
         self.message_user(request, format_html("Queued {} run(s): {}", len(runs), links), messages.SUCCESS)
 
-    @admin.action(description="Enable selected")
+    @admin.action(description="Enable selected", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} workflow(s).")
 
-    @admin.action(description="Disable selected")
+    @admin.action(description="Disable selected", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} workflow(s).")
 
@@ -324,11 +337,11 @@ class ChainAdmin(ExecutePermission, admin.ModelAdmin):
         )
         return chain_run
 
-    @admin.action(description="Enable selected")
+    @admin.action(description="Enable selected", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} chain(s).")
 
-    @admin.action(description="Disable selected")
+    @admin.action(description="Disable selected", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} chain(s).")
 

@@ -140,3 +140,31 @@ def test_staff_without_the_execute_permission_gets_no_execute_or_cancel(
     response = staff_without_execute.post(reverse("admin:chains_chain_execute", args=[chain.pk]))
     assert response.status_code == 403
     assert not ChainRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_what_a_workflow_executes_needs_its_own_permission() -> None:
+    workflow = command("bot", "true")
+    user = User.objects.create_user("editor", password="pw", is_staff=True)
+    for codename in ("view_workflow", "change_workflow", "add_workflow"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    url = reverse("admin:chains_workflow_change", args=[workflow.pk])
+    form = {
+        "slug": "bot",
+        "name": "renamed",
+        "timeout_seconds": "60",
+        "max_retries": "0",
+        "retry_delay_seconds": "0",
+    }
+    response = client.post(url, {**form, "command": "rm -rf /tmp/x", "kind": "command"})
+    assert response.status_code == 302
+    workflow.refresh_from_db()
+    assert (workflow.name, workflow.command) == ("renamed", ["true"])  # the name changed, the command did not
+    assert client.get(reverse("admin:chains_workflow_add")).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="change_execution"))
+    client.force_login(User.objects.get(pk=user.pk))
+    client.post(url, {**form, "command": "echo hi", "kind": "command", "environment": "{}"})
+    workflow.refresh_from_db()
+    assert workflow.command == ["echo", "hi"]
