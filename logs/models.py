@@ -74,6 +74,28 @@ class LogEntryQuerySet(models.QuerySet["LogEntry"]):
             qs = qs.filter(timestamp__lt=end)
         return qs
 
+    def matching(
+        self,
+        *,
+        level: str | None = None,
+        component: str | None = None,
+        workflow_id: str | None = None,
+        run_id: int | None = None,
+        q: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> LogEntryQuerySet:
+        """The entries matching every filter given (None = not given): the API's and the export's filters.
+
+        `q` is a case-insensitive substring of the message (on SQLite, case folds
+        for ASCII letters only, as in the admin search); the range is [start, end).
+        """
+        exact = {"level": level, "component": component, "workflow_id": workflow_id, "run_id": run_id}
+        qs = self.filter(**{name: value for name, value in exact.items() if value is not None})
+        if q:
+            qs = qs.filter(message__icontains=q)
+        return qs.in_range(start, end)
+
 
 class LogEntryManager(models.Manager["LogEntry"]):
     def get_queryset(self) -> LogEntryQuerySet:
@@ -84,6 +106,27 @@ class LogEntryManager(models.Manager["LogEntry"]):
 
     def in_range(self, start: datetime | None, end: datetime | None) -> LogEntryQuerySet:
         return self.get_queryset().in_range(start, end)
+
+    def matching(
+        self,
+        *,
+        level: str | None = None,
+        component: str | None = None,
+        workflow_id: str | None = None,
+        run_id: int | None = None,
+        q: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> LogEntryQuerySet:
+        return self.get_queryset().matching(
+            level=level,
+            component=component,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            q=q,
+            start=start,
+            end=end,
+        )
 
     def ingest(self, rows: Sequence[LogRow]) -> int:
         """Store many entries in one transaction, bypassing per-object ORM work.

@@ -65,10 +65,12 @@ INSTALLED_APPS = [
     "django_crontab",
     "django_tasks",
     "django_tasks_db",
+    "ninja",
     "rpa_monitor",
     "chains",
     "logs",
     "triggers",
+    "api",
 ]
 
 MIDDLEWARE = [

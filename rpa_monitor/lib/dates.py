@@ -72,6 +72,13 @@ class DateRange:
                 except ValueError as exc:
                     raise InvalidDateRangeError(f"{field}: {exc}", field=field) from None
         result = cls(bounds["start"], bounds["end"])
-        if result.start is not None and result.end is not None and result.start > result.end:
+        # A bare end date was turned into the next midnight: start on that midnight
+        # (start=03-11, end=03-10) is after the end day too.
+        end_is_day = end is not None and parse_date(end.strip()) is not None
+        if (
+            result.start is not None
+            and result.end is not None
+            and (result.start > result.end or (end_is_day and result.start >= result.end))
+        ):
             raise InvalidDateRangeError(f"start ({start}) is after end ({end})", field="start")
         return result

@@ -1,0 +1,1 @@
+"""The JSON API (DESIGN §8): chains, triggers and logs over HTTP, with API tokens."""
