@@ -173,8 +173,14 @@ def registry_for_scrape() -> CollectorRegistry:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     token = settings.RPA_METRICS_TOKEN
-    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+    if token and not _bearer_matches(request.headers.get("Authorization", ""), token):
         response = HttpResponse("a valid bearer token is required\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(generate_latest(registry_for_scrape()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer_matches(header: str, token: str) -> bool:
+    # The auth scheme is case-insensitive (RFC 7235 §2.1): "bearer x" is as good as "Bearer x".
+    scheme, _, credentials = header.partition(" ")
+    return scheme.lower() == "bearer" and constant_time_compare(credentials, token)
