@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from chains.admin import ReadOnlyAdmin
+from chains.admin import ExecutePermission, ReadOnlyAdmin
 from rpa_monitor.lib.admin import DateRangeFilter, badge, format_duration
 from triggers.models import SeenFile, Trigger, TriggerFire
 from triggers.schedule import iter_dst_marks
@@ -36,7 +36,7 @@ class TriggerForm(forms.ModelForm):
 
 
 @admin.register(Trigger)
-class TriggerAdmin(admin.ModelAdmin):
+class TriggerAdmin(ExecutePermission, admin.ModelAdmin):
     form = TriggerForm
     list_display = [
         "name",
@@ -98,7 +98,7 @@ class TriggerAdmin(admin.ModelAdmin):
             link,
         )
 
-    @admin.action(description="Fire now")
+    @admin.action(description="Fire now", permissions=["execute"])
     def fire_selected(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:
         for trigger in queryset.select_related("workflow", "chain"):
             if not trigger.enabled:
@@ -107,14 +107,15 @@ class TriggerAdmin(admin.ModelAdmin):
             fire = fire_now(
                 trigger, requested_by=request.user, detail=f"fired from the admin by {request.user}"
             )
+            self.log_change(request, trigger, f"Fired now: {fire.outcome}")
             level = messages.SUCCESS if fire.outcome == TriggerFire.Outcome.STARTED else messages.WARNING
             self.message_user(request, f"{trigger.name}: {fire.outcome} {fire.detail}".strip(), level)
 
-    @admin.action(description="Enable selected")
+    @admin.action(description="Enable selected", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:
         self._set_enabled(request, queryset, True)
 
-    @admin.action(description="Disable selected")
+    @admin.action(description="Disable selected", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:
         self._set_enabled(request, queryset, False)
 
@@ -123,6 +124,7 @@ class TriggerAdmin(admin.ModelAdmin):
         for trigger in queryset:
             if trigger.enabled != enabled:
                 trigger.set_enabled(enabled)
+                self.log_change(request, trigger, "Enabled" if enabled else "Disabled")
                 changed += 1
         self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} trigger(s).")
 

@@ -138,3 +138,18 @@ def test_fire_list_is_read_only_and_shows_lateness(admin_client: Client, chain: 
     assert "2m05s" in html
     assert "previous run still running" in html
     assert admin_client.get(reverse("admin:triggers_triggerfire_add")).status_code == 403
+
+
+def test_firing_and_toggling_are_recorded_in_the_triggers_history(admin_client: Client, chain: Chain) -> None:
+    from django.contrib.admin.models import LogEntry as AdminLogEntry
+
+    trigger = schedule("audited", chain, interval_seconds=60)
+    url = reverse("admin:triggers_trigger_changelist")
+    admin_client.post(url, {"action": "fire_selected", "_selected_action": [trigger.pk]})
+    admin_client.post(url, {"action": "disable", "_selected_action": [trigger.pk]})
+    messages = list(
+        AdminLogEntry.objects.filter(object_id=str(trigger.pk))
+        .order_by("id")
+        .values_list("change_message", flat=True)
+    )
+    assert messages == ["Fired now: started", "Disabled"]
