@@ -95,6 +95,16 @@ class ExecuteOut(Schema):
     chain: str
 
 
+class RunStateOut(Schema):
+    id: int
+    status: str
+
+
+class ResumeOut(ExecuteOut):
+    resumed_from: int
+    start_position: int
+
+
 # -- triggers ------------------------------------------------------------------
 
 

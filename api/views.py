@@ -7,6 +7,9 @@ Permissions (the user must also be active staff; a token acts as its user):
 | GET  /api/chains                  | chains.view_chain                        |
 | POST /api/chains                  | chains.add_chain                         |
 | POST /api/chains/{id}/execute     | chains.view_chain + chains.execute       |
+| POST /api/chain-runs/{id}/cancel  | chains.view_chain + chains.execute       |
+| POST /api/chain-runs/{id}/resume  | chains.view_chain + chains.execute       |
+| POST /api/workflow-runs/{id}/cancel | chains.view_chain + chains.execute     |
 | GET  /api/triggers                | triggers.view_trigger                    |
 | POST /api/triggers                | triggers.add_trigger                     |
 | POST /api/triggers/{id}/toggle    | triggers.change_trigger                  |
@@ -36,6 +39,8 @@ from api.schemas import (
     LogFilters,
     LogPage,
     LogRangeFilters,
+    ResumeOut,
+    RunStateOut,
     ToggleOut,
     TriggerIn,
     TriggerOut,
@@ -43,8 +48,8 @@ from api.schemas import (
     encode_cursor,
     responses,
 )
-from chains.models import SLUG_RE, Chain
-from chains.runner import enqueue_chain
+from chains.models import SLUG_RE, Chain, ChainRun, WorkflowRun
+from chains.runner import cancel_run, enqueue_chain, resume_chain_run
 from logs.export import filename, stream_zip
 from logs.models import LogEntry, LogEntryQuerySet
 from rpa_monitor.errors import ChainExecutionError, ChainNotFoundError, TriggerNotFoundError
@@ -124,6 +129,50 @@ def execute_chain(request: HttpRequest, chain_id: str, payload: ExecuteIn | None
     except ChainExecutionError as exc:
         raise ApiError(409, exc.field, exc.message) from None
     return Status(202, {"chain_run_id": chain_run.pk, "status": chain_run.status, "chain": chain.slug})
+
+
+# -- runs: cancel and resume -----------------------------------------------------
+
+
+def _run_or_404(model: type[ChainRun] | type[WorkflowRun], run_id: int, field: str) -> Any:
+    run = model.objects.filter(pk=run_id).first() if 1 <= run_id <= MAX_ID else None
+    if run is None:
+        raise ApiError(404, field, f"{field.replace('_', ' ')} {run_id} does not exist")
+    return run
+
+
+def _cancel(request: HttpRequest, run: ChainRun | WorkflowRun, field: str) -> dict[str, Any]:
+    user = request.auth  # type: ignore[attr-defined]
+    if not cancel_run(run, f"cancelled by {user} through the API"):
+        raise ApiError(409, field, f"run {run.pk} already finished ({run.status})")
+    audit(request, run, CHANGE, "Cancelled")
+    return {"id": run.pk, "status": run.status}
+
+
+@api.post("/chain-runs/{run_id}/cancel", response=responses({200: RunStateOut}, 404, 409), tags=["runs"])
+def cancel_chain_run(request: HttpRequest, run_id: int) -> Any:
+    require(request, *EXECUTE_PERMISSIONS)
+    return _cancel(request, _run_or_404(ChainRun, run_id, "chain_run"), "chain_run")
+
+
+@api.post("/workflow-runs/{run_id}/cancel", response=responses({200: RunStateOut}, 404, 409), tags=["runs"])
+def cancel_workflow_run(request: HttpRequest, run_id: int) -> Any:
+    require(request, *EXECUTE_PERMISSIONS)
+    return _cancel(request, _run_or_404(WorkflowRun, run_id, "workflow_run"), "workflow_run")
+
+
+@api.post("/chain-runs/{run_id}/resume", response=responses({202: ResumeOut}, 404, 409), tags=["runs"])
+def resume_chain(request: HttpRequest, run_id: int) -> Any:
+    user = require(request, *EXECUTE_PERMISSIONS)
+    failed = _run_or_404(ChainRun, run_id, "chain_run")
+    try:
+        with transaction.atomic():
+            resumed = resume_chain_run(failed, requested_by=user)
+            audit(request, failed, CHANGE, f"Resumed from step {resumed.start_position} as #{resumed.pk}")
+    except ChainExecutionError as exc:
+        raise ApiError(409, "chain_run", exc.message) from None
+    body = {"chain_run_id": resumed.pk, "status": resumed.status, "chain": failed.chain.slug}
+    return Status(202, {**body, "resumed_from": failed.pk, "start_position": resumed.start_position})
 
 
 # -- triggers ------------------------------------------------------------------

@@ -18,6 +18,9 @@ PATHS = {
     "/api/triggers/{trigger_id}/toggle": {"post"},
     "/api/logs": {"get"},
     "/api/logs/download": {"get"},
+    "/api/chain-runs/{run_id}/cancel": {"post"},
+    "/api/chain-runs/{run_id}/resume": {"post"},
+    "/api/workflow-runs/{run_id}/cancel": {"post"},
 }
 
 
