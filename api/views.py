@@ -13,7 +13,8 @@ Permissions (the user must also be active staff; a token acts as its user):
 | GET  /api/triggers                | triggers.view_trigger                    |
 | POST /api/triggers                | triggers.add_trigger                     |
 | POST /api/triggers/{id}/toggle    | triggers.change_trigger                  |
-| GET  /api/logs, /api/logs/download| logs.view_logentry                       |
+| GET  /api/logs                    | logs.view_logentry                       |
+| GET  /api/logs/download           | logs.view_logentry + logs.export_logs    |
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ ZIP_RESPONSE = {
 )
 def download_logs(request: HttpRequest, filters: Query[LogRangeFilters]) -> StreamingHttpResponse:
     """The ZIP export (execution_logs.json, error_logs.json, metrics.json), streamed."""
-    require(request, "logs.view_logentry")
+    require(request, "logs.view_logentry", "logs.export_logs")
     refuse_unknown_parameters(request, LogRangeFilters)
     date_range, entries = matching_entries(filters)
     response = StreamingHttpResponse(stream_zip(date_range, entries), content_type="application/zip")

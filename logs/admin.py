@@ -109,13 +109,20 @@ class LogEntryAdmin(ReadOnlyAdmin):
     # Adds the "Download ZIP" button (the export of the current filters).
     change_list_template = "admin/logs/logentry/change_list.html"
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and request.user.has_perm("logs.export_logs")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra_context = {**(extra_context or {}), "can_export": self.has_export_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self) -> list[Any]:
         download = self.admin_site.admin_view(self.download_view)
         return [path("download/", download, name="logs_logentry_download"), *super().get_urls()]
 
     def download_view(self, request: HttpRequest) -> HttpResponseBase:
         """The ZIP export of exactly what the changelist shows (filters, date range, search), streamed."""
-        if not self.has_view_permission(request):
+        if not self.has_export_permission(request):
             raise PermissionDenied
         changelist_url = reverse("admin:logs_logentry_changelist")
         try:

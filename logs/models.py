@@ -246,6 +246,8 @@ class LogEntry(models.Model):
         verbose_name = "log entry"
         verbose_name_plural = "log entries"
         ordering = ["-timestamp", "-id"]
+        # Bulk export is separate from reading: a ZIP of every line may carry secrets bots printed.
+        permissions = [("export_logs", "Can export log entries (ZIP download)")]
         indexes = [
             # Admin default ordering, date-range filters, export and retention.
             models.Index(fields=["timestamp"], name="log_ts_idx"),

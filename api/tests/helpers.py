@@ -20,6 +20,7 @@ API_PERMISSIONS = [
     "triggers.add_trigger",
     "triggers.change_trigger",
     "logs.view_logentry",
+    "logs.export_logs",
 ]
 
 
