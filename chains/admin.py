@@ -32,6 +32,7 @@ from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
     CappedCountPaginator,
     DateRangeFilter,
+    EscapedJSONField,
     badge,
     format_duration,
     format_rate,
@@ -106,6 +107,7 @@ class WorkflowForm(forms.ModelForm):
             "retry_delay_seconds",
         ]
         widgets = {"environment": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+        field_classes = {"environment": EscapedJSONField}
 
 
 EXECUTION_FIELDS = ("kind", "command", "callable", "working_dir", "environment")

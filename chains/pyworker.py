@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
+from types import FrameType
 from typing import Any
 
 _write_lock = threading.Lock()
@@ -62,10 +64,17 @@ class Context:
         _emit({"progress": [int(done), int(total)]})
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # A timeout or a cancel sends SIGTERM: exit through SystemExit so atexit runs and
+    # whatever the function logged through logs.get_logger is flushed, not lost.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m chains.pyworker package.module:function", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _setup_django()
     from rpa_monitor.lib.callables import CallableError, resolve_callable
 

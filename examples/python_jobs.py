@@ -21,3 +21,13 @@ def flaky_check(ctx: Any) -> None:
     """Raises, to show how a python failure looks (the traceback becomes the error)."""
     ctx.log.warning("checking upstream system", node_id="probe")
     raise ConnectionError("upstream system did not answer")
+
+
+def slow_logger(ctx: Any) -> None:
+    """Logs through logs.get_logger (batched, flushed at exit) and then works too long."""
+    from logs import get_logger
+
+    log = get_logger("slow_logger")
+    for n in range(int(ctx.params.get("lines", 5))):
+        log.info(f"progress note {n}", workflow_id=ctx.workflow_id, n=n)
+    time.sleep(float(ctx.params.get("sleep", 60)))

@@ -216,7 +216,12 @@ LOGGING = {
             "formatter": "json",
             "delay": True,
         },
-        "database": {"class": "logs.handlers.DatabaseHandler"},
+        "database": {
+            "class": "logs.handlers.DatabaseHandler",
+            # Records are written in batches: this many, or after this many seconds, or at exit.
+            "batch_size": env_int("RPA_LOG_HANDLER_BATCH", 500),
+            "flush_interval": float(os.environ.get("RPA_LOG_HANDLER_FLUSH_SECONDS", "1.0")),
+        },
     },
     "loggers": {
         "rpa": {
