@@ -262,7 +262,7 @@ class _Export:
                 f"cannot export {entries.model.__name__} rows as log entries", field="entries"
             )
         self.date_range = date_range
-        base = LogEntry.objects.get_queryset() if entries is None else entries
+        base = LogEntry.objects.all() if entries is None else entries
         self.entries = base.in_range(start, end)
         self.count = 0
         self.errors = 0

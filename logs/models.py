@@ -97,36 +97,11 @@ class LogEntryQuerySet(models.QuerySet["LogEntry"]):
         return qs.in_range(start, end)
 
 
-class LogEntryManager(models.Manager["LogEntry"]):
-    def get_queryset(self) -> LogEntryQuerySet:
-        return LogEntryQuerySet(self.model, using=self._db)
+_LogEntryManagerBase = models.Manager.from_queryset(LogEntryQuerySet)
 
-    def errors(self) -> LogEntryQuerySet:
-        return self.get_queryset().errors()
 
-    def in_range(self, start: datetime | None, end: datetime | None) -> LogEntryQuerySet:
-        return self.get_queryset().in_range(start, end)
-
-    def matching(
-        self,
-        *,
-        level: str | None = None,
-        component: str | None = None,
-        workflow_id: str | None = None,
-        run_id: int | None = None,
-        q: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> LogEntryQuerySet:
-        return self.get_queryset().matching(
-            level=level,
-            component=component,
-            workflow_id=workflow_id,
-            run_id=run_id,
-            q=q,
-            start=start,
-            end=end,
-        )
+class LogEntryManager(_LogEntryManagerBase):
+    """The queryset's filters (errors, in_range, matching) plus the bulk ingest path."""
 
     def ingest(self, rows: Sequence[LogRow]) -> int:
         """Store many entries in one transaction, bypassing per-object ORM work.
