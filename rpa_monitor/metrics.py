@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Max, Sum
@@ -64,13 +65,19 @@ class DatabaseCollector(Collector):
         yield from scheduler_health()
 
 
-def workflow_executions() -> Metric:
-    family = CounterMetricFamily(
-        "workflow_executions", "Finished workflow runs by final status.", labels=["workflow_id", "status"]
-    )
-    for slug, status, count in WorkflowRunCount.objects.values_list("workflow__slug", "status", "count"):
-        family.add_metric([slug, status], count)
+def _counter(name: str, documentation: str, labels: list[str], rows: Iterable[tuple[Any, ...]]) -> Metric:
+    """A counter family from (label values..., count) rows of a counter table."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for *values, count in rows:
+        family.add_metric([str(v) for v in values], count)
     return family
+
+
+def workflow_executions() -> Metric:
+    rows = WorkflowRunCount.objects.values_list("workflow__slug", "status", "count")
+    return _counter(
+        "workflow_executions", "Finished workflow runs by final status.", ["workflow_id", "status"], rows
+    )
 
 
 def workflow_durations() -> Metric:
@@ -92,34 +99,21 @@ def workflow_durations() -> Metric:
 
 
 def log_entries() -> Metric:
-    family = CounterMetricFamily(
-        "log_entries", "Log entries stored, by level and component.", labels=["level", "component"]
+    rows = LogCount.objects.values_list("level", "component", "count")
+    return _counter(
+        "log_entries", "Log entries stored, by level and component.", ["level", "component"], rows
     )
-    for level, component, count in LogCount.objects.values_list("level", "component", "count"):
-        family.add_metric([level, component], count)
-    return family
 
 
 def chain_executions() -> Metric:
-    family = CounterMetricFamily(
-        "chain_executions", "Finished chain runs by final status.", labels=["chain_id", "status"]
-    )
-    for slug, status, count in ChainRunCount.objects.values_list("chain__slug", "status", "count"):
-        family.add_metric([slug, status], count)
-    return family
+    rows = ChainRunCount.objects.values_list("chain__slug", "status", "count")
+    return _counter("chain_executions", "Finished chain runs by final status.", ["chain_id", "status"], rows)
 
 
 def trigger_fires() -> Metric:
-    family = CounterMetricFamily(
-        "trigger_fires",
-        "Trigger fires that started a run, by trigger type and target (workflow or chain slug).",
-        labels=["trigger_type", "workflow_id"],
-    )
-    for trigger_type, target, count in TriggerFireCount.objects.values_list(
-        "trigger_type", "workflow_id", "count"
-    ):
-        family.add_metric([trigger_type, target], count)
-    return family
+    rows = TriggerFireCount.objects.values_list("trigger_type", "workflow_id", "count")
+    documentation = "Trigger fires that started a run, by trigger type and target (workflow or chain slug)."
+    return _counter("trigger_fires", documentation, ["trigger_type", "workflow_id"], rows)
 
 
 def active_workflows() -> Metric:
