@@ -12,10 +12,11 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from api.models import ApiToken
+from rpa_monitor.lib.admin import BadInputGuard
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(BadInputGuard, admin.ModelAdmin):
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "status"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "user__username"]

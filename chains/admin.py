@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
@@ -30,9 +29,11 @@ from chains.models import (
 from chains.runner import cancel_run, enqueue_chain, enqueue_workflow, resume_chain_run
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
+    BadInputGuard,
     CappedCountPaginator,
     DateRangeFilter,
-    EscapedJSONField,
+    KeyAutocompleteSelect,
+    SafeJSONField,
     badge,
     format_duration,
     format_rate,
@@ -107,14 +108,14 @@ class WorkflowForm(forms.ModelForm):
             "retry_delay_seconds",
         ]
         widgets = {"environment": forms.Textarea(attrs={"rows": 3, "cols": 60})}
-        field_classes = {"environment": EscapedJSONField}
+        field_classes = {"environment": SafeJSONField}
 
 
 EXECUTION_FIELDS = ("kind", "command", "callable", "working_dir", "environment")
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
+class WorkflowAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
     form = WorkflowForm
     list_display = [
         "slug",
@@ -196,7 +197,7 @@ class WorkflowAdmin(ExecutePermission, admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} workflow(s).")
 
 
-class StepWorkflowSelect(AutocompleteSelect):
+class StepWorkflowSelect(KeyAutocompleteSelect):
     """The workflow autocomplete, rendering the chosen workflow from `labels`.
 
     Django's widget looks the chosen object up with one query per row, so a
@@ -241,6 +242,36 @@ class ChainStepFormSet(forms.BaseInlineFormSet):
         kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         if not kept:
             raise forms.ValidationError("A chain needs at least one step.")
+        self._check_untouched_positions(kept)
+
+    def _check_untouched_positions(self, kept: list[forms.Form]) -> None:
+        """Django compares the posted rows with each other only: a position held by a saved
+        step this POST does not carry (a stale or tampered form) hit the unique constraint."""
+        if self.instance.pk is None:
+            return
+        carried = [f.instance.pk for f in self.initial_forms if f.instance.pk is not None]
+        others = ChainStep.objects.filter(chain=self.instance).exclude(pk__in=carried)
+        taken = set(others.values_list("position", flat=True))
+        clashes = sorted(taken & {f.cleaned_data.get("position") for f in kept})
+        if clashes:
+            raise forms.ValidationError(
+                f"position {', '.join(map(str, clashes))} is already taken by a saved step "
+                "not on this page; reload the chain and try again."
+            )
+
+    def save(self, commit: bool = True) -> list[ChainStep]:
+        steps: list[ChainStep] = super().save(commit=False)
+        if commit:
+            self._write(steps)
+        return steps
+
+    def _write(self, steps: list[ChainStep]) -> None:
+        """Deleted and moved rows leave first, then every changed row is written: steps can
+        trade places (1 ↔ 2), where Django's row-by-row save broke the unique (chain, position)."""
+        moved = [step.pk for step in steps if step.pk is not None]
+        ChainStep.objects.filter(pk__in=[*moved, *(obj.pk for obj in self.deleted_objects)]).delete()
+        for step in steps:
+            step.save(force_insert=step.pk is not None)
 
 
 class ChainStepInline(admin.TabularInline):
@@ -258,7 +289,7 @@ class ChainStepInline(admin.TabularInline):
 
 
 @admin.register(Chain)
-class ChainAdmin(ExecutePermission, admin.ModelAdmin):
+class ChainAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
     list_display = ["slug", "name", "sequence", "enabled", "last_execution", "success_rate"]
     list_filter = ["enabled"]
     search_fields = ["slug", "name", "description"]
@@ -348,7 +379,7 @@ class ChainAdmin(ExecutePermission, admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} chain(s).")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(BadInputGuard, admin.ModelAdmin):
     """Runs are history: viewable, never edited by hand (retention deletes them)."""
 
     show_full_result_count = False

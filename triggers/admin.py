@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -11,7 +13,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from chains.admin import ExecutePermission, ReadOnlyAdmin
-from rpa_monitor.lib.admin import DateRangeFilter, badge, format_duration
+from rpa_monitor.lib.admin import (
+    BadInputGuard,
+    DateRangeFilter,
+    KeyAutocompleteSelect,
+    SafeJSONField,
+    badge,
+    format_duration,
+)
 from triggers.models import SeenFile, Trigger, TriggerFire
 from triggers.schedule import iter_dst_marks
 from triggers.scheduler import fire_now
@@ -33,10 +42,11 @@ class TriggerForm(forms.ModelForm):
             "params": forms.Textarea(attrs={"rows": 2, "cols": 70}),
         }
         help_texts = {"config": CONFIG_HELP}
+        field_classes = {"config": SafeJSONField, "params": SafeJSONField}
 
 
 @admin.register(Trigger)
-class TriggerAdmin(ExecutePermission, admin.ModelAdmin):
+class TriggerAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
     form = TriggerForm
     list_display = [
         "name",
@@ -60,6 +70,11 @@ class TriggerAdmin(ExecutePermission, admin.ModelAdmin):
         ("When", {"fields": ["config", "upcoming", "last_fired", "next_fire_at", "problem"]}),
         ("History", {"fields": ["recent_fires"]}),
     ]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.autocomplete_fields:
+            kwargs["widget"] = KeyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="target")
     def target_link(self, obj: Trigger) -> str:

@@ -6,15 +6,22 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any, cast
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from rpa_monitor.lib.dates import parse_bound
+from rpa_monitor.lib.text import SURROGATES
 
 STATUS_COLOURS = {
     "queued": "#6c757d",
@@ -60,6 +67,92 @@ def format_duration(delta: timedelta | None) -> str:
 
 def format_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.0f}%"
+
+
+class SafeJSONField(forms.JSONField):
+    """Django's JSON form field, with every unusable text a form error instead of a 500.
+
+    - json.loads raises more than JSONDecodeError, which is all Django catches: a
+      ValueError past Python's 4300-digit integer limit, a RecursionError for arrays
+      nested thousands deep.
+    - A JSON escape such as "\\ud800" decodes to a lone surrogate, which the models
+      refuse (no database stores one); written back raw into the re-rendered form, it
+      made the page itself unencodable. It is shown escaped again, as it was typed.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except (ValueError, RecursionError):
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except (ValueError, RecursionError):
+            return InvalidJSONInput(data)
+
+    def prepare_value(self, value: Any) -> Any:
+        text = super().prepare_value(value)
+        if isinstance(text, str) and SURROGATES.search(text):
+            return SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        return text
+
+
+MAX_KEY = 2**63 - 1
+
+
+def is_integer_key(value: object) -> bool:
+    """Could `value`, as posted, be one of our (64-bit, positive) primary keys?"""
+    text = str(value)
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_KEY
+
+
+class BadInputGuard:
+    """What Django's admin hands to the database as it was posted, checked first.
+
+    - Actions filter by the posted `_selected_action` values as they are: `abc` or an
+      empty id raised a ValueError (a 500), a 20-digit one an OverflowError on SQLite.
+      Browsers only send real ids; anything else is refused with a message.
+    - Changelist filters and search pass their text to the database: a NUL, which
+      PostgreSQL text cannot hold, raised a DataError (a 500). Such a query string is
+      an invalid lookup (Django's redirect to `?e=1`), and a search term with NUL (the
+      autocomplete's) matches nothing, as nothing stored holds one.
+    """
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        bad = [value for value in selected if not is_integer_key(value)]
+        if bad:
+            shown = ", ".join(repr(value)[:40] for value in bad[:5])
+            self.message_user(  # type: ignore[attr-defined]
+                request, f"No action taken: {shown} is not the id of a row.", messages.ERROR
+            )
+            return None
+        return super().response_action(request, queryset)  # type: ignore[misc]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        if any("\x00" in text for key, values in request.GET.lists() for text in (key, *values)):
+            raise IncorrectLookupParameters("the query string holds a NUL character")
+        return super().get_changelist_instance(request)  # type: ignore[misc]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> Any:
+        if "\x00" in search_term:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+
+
+class KeyAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete widget, rendering only posted values that can be integer keys.
+
+    Django looks the chosen value up as posted: re-rendering a refused form whose
+    target was `abc` or a 40-digit id raised in the template (a 500). Such a value
+    names no row, so it is shown as nothing chosen (the field's error says why).
+    """
+
+    def optgroups(self, name: str, value: Any, attrs: Any = None) -> list[Any]:
+        keys = [v for v in value if is_integer_key(v)]
+        return super().optgroups(name, keys, attrs)
 
 
 class CappedCountPaginator(Paginator):

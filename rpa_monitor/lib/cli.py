@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,18 +12,41 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
+from rpa_monitor.lib.text import is_storable
+
 if TYPE_CHECKING:
     from chains.models import WorkflowRun
 
 
 def parse_params(text: str) -> dict[str, Any]:
+    """--params as a JSON object every database stores (RPA_PARAMS of the runs)."""
     try:
-        params = json.loads(text)
-    except ValueError as exc:
-        raise CommandError(f"--params is not valid JSON: {exc}") from None
+        params = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+        raise CommandError(f"--params is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(params, dict):
         raise CommandError("--params must be a JSON object")
+    if not is_storable(params):
+        raise CommandError("--params must not contain NUL characters or invalid Unicode (lone surrogates)")
     return params
+
+
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: PostgreSQL's jsonb refuses the infinity it becomes
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def shown(value: str, limit: int = 100) -> str:
+    """A command-line value fit for a one-line message: escaped when it holds control
+    characters, NUL or undecodable bytes, and cut short."""
+    text = value if value and is_storable(value) and value.isprintable() else ascii(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def describe_run(run: WorkflowRun) -> str:

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chains.models import Chain, ChainStep, RunStatus, WorkflowRun
+from chains.models import SLUG_RE, Chain, ChainStep, RunStatus, WorkflowRun
 from chains.runner import run_chain
 from rpa_monitor.errors import ChainExecutionError, ChainNotFoundError
-from rpa_monitor.lib.cli import describe_run, parse_params, sigterm_raises
+from rpa_monitor.lib.cli import describe_run, parse_params, shown, sigterm_raises
 
 
 class Command(BaseCommand):
@@ -19,9 +19,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, chain_id: str, params: str, **options: Any) -> str:
         try:
-            chain = Chain.objects.get(slug=chain_id)
+            # Only a well-formed slug can exist: undecodable bytes (lone surrogates) or a
+            # NUL would make the database driver raise instead of finding nothing.
+            chain = Chain.objects.get(slug=chain_id) if SLUG_RE.match(chain_id) else None
         except Chain.DoesNotExist:
-            raise CommandError(ChainNotFoundError(chain_id).message) from None
+            chain = None
+        if chain is None:
+            raise CommandError(ChainNotFoundError(shown(chain_id)).message)
         try:
             with sigterm_raises():
                 chain_run = run_chain(chain, params=parse_params(params), on_step=self._report_step)

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chains.models import RunStatus, Workflow
+from chains.models import SLUG_RE, RunStatus, Workflow
 from chains.runner import run_workflow
 from rpa_monitor.errors import WorkflowNotFoundError
-from rpa_monitor.lib.cli import describe_run, parse_params, sigterm_raises
+from rpa_monitor.lib.cli import describe_run, parse_params, shown, sigterm_raises
 
 
 class Command(BaseCommand):
@@ -19,9 +19,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, workflow_id: str, params: str, **options: Any) -> str:
         try:
-            workflow = Workflow.objects.get(slug=workflow_id)
+            # Only a well-formed slug can exist (see run_chain).
+            workflow = Workflow.objects.get(slug=workflow_id) if SLUG_RE.match(workflow_id) else None
         except Workflow.DoesNotExist:
-            raise CommandError(WorkflowNotFoundError([workflow_id], "workflow_id").message) from None
+            workflow = None
+        if workflow is None:
+            raise CommandError(WorkflowNotFoundError([shown(workflow_id)], "workflow_id").message)
         with sigterm_raises():
             run = run_workflow(workflow, params=parse_params(params))
         if run.status != RunStatus.SUCCESS:

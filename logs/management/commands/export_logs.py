@@ -7,7 +7,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from logs.export import write_zip
 from logs.models import Level, LogEntry
 from rpa_monitor.errors import RPAMonitorError
+from rpa_monitor.lib.cli import shown
 from rpa_monitor.lib.dates import DateRange
+from rpa_monitor.lib.text import is_storable
 
 
 class Command(BaseCommand):
@@ -40,8 +42,12 @@ class Command(BaseCommand):
         workflow: str | None,
         **options: Any,
     ) -> str:
+        # NUL (which PostgreSQL text refuses) or undecodable bytes: no entry or path holds them.
+        for name, value in (("--output", output), ("--component", component), ("--workflow", workflow)):
+            if value is not None and not is_storable(value):
+                raise CommandError(f"{name}: {shown(value)} holds NUL or undecodable characters")
         if level is not None and level.upper() not in Level.values:
-            raise CommandError(f"--level: {level!r} is not one of {', '.join(Level.values)}")
+            raise CommandError(f"--level: {shown(level)} is not one of {', '.join(Level.values)}")
         try:
             date_range = DateRange.parse(start, end)
             entries = LogEntry.objects.matching(
@@ -54,4 +60,6 @@ class Command(BaseCommand):
             summary = write_zip(output, date_range, entries)
         except RPAMonitorError as exc:
             raise CommandError(exc.message) from None
+        except OSError as exc:  # write_zip's is-it-a-directory check, e.g. a file name too long to stat
+            raise CommandError(f"cannot write {shown(output)}: {exc.strerror}") from None
         return str(summary)

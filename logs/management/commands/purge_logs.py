@@ -6,6 +6,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from logs.retention import parse_age, purge
+from rpa_monitor.lib.cli import shown
+
+MAX_BATCH_SIZE = 1_000_000
 
 
 class Command(BaseCommand):
@@ -21,8 +24,14 @@ class Command(BaseCommand):
             age = parse_age(older_than)
         except ValueError as exc:
             raise CommandError(f"--older-than: {exc}") from None
-        if batch_size <= 0:
-            raise CommandError(f"--batch-size must be > 0, got {batch_size}")
-        cutoff = timezone.now() - age
+        except OverflowError:  # more days than a timedelta holds
+            raise CommandError(f"--older-than: {shown(older_than)} is too long ago") from None
+        try:
+            cutoff = timezone.now() - age
+        except OverflowError:  # before year 1
+            raise CommandError(f"--older-than: {shown(older_than)} is too long ago") from None
+        # Beyond the largest LIMIT the databases take, and far beyond a short transaction.
+        if not 0 < batch_size <= MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be > 0 and <= {MAX_BATCH_SIZE}, got {batch_size}")
         report = purge(cutoff, dry_run=dry_run, batch_size=batch_size)
         return f"{report.summary(dry_run)} (older than {cutoff:%Y-%m-%d %H:%M:%S} UTC)"

@@ -13,6 +13,7 @@ from logs import get_logger
 from triggers.scheduler import tick
 
 log = get_logger("scheduler")
+MAX_INTERVAL = 86400
 
 
 class Command(BaseCommand):
@@ -23,8 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--max-ticks", type=int, default=None, help="stop after this many ticks")
 
     def handle(self, *args: Any, interval: float, max_ticks: int | None, **options: Any) -> str:
-        if interval <= 0:
-            raise CommandError(f"--interval must be > 0, got {interval}")
+        # NaN passed `<= 0` and ticked without pause; inf overflowed the wait after the first tick.
+        if not 0 < interval <= MAX_INTERVAL:
+            raise CommandError(
+                f"--interval must be a number of seconds > 0 and <= {MAX_INTERVAL}, got {interval}"
+            )
+        if max_ticks is not None and max_ticks < 1:
+            raise CommandError(f"--max-ticks must be >= 1, got {max_ticks}")
         stop = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
