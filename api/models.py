@@ -8,8 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from rpa_monitor.lib.text import unstorable_fields
 
 KEY_PREFIX = "rpa_"
 PREFIX_LENGTH = 12  # "rpa_" + 8 characters of the key: enough to tell tokens apart in the admin
@@ -81,6 +84,11 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def clean(self) -> None:
+        errors = unstorable_fields(self)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_revoked(self) -> bool:
