@@ -314,6 +314,16 @@ class ChainAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
             )
         )
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        extra_context = {**(extra_context or {}), "can_execute": self.has_execute_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self) -> list[Any]:
         execute = self.admin_site.admin_view(self.execute_view)
         return [

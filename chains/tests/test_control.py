@@ -137,6 +137,8 @@ def test_staff_without_the_execute_permission_gets_no_execute_or_cancel(
         html = staff_without_execute.get(reverse(f"admin:{name}_changelist")).content.decode()
         for action in ('value="execute"', 'value="run_now"', 'value="cancel"', 'value="resume"'):
             assert action not in html, (name, action)
+    page = staff_without_execute.get(reverse("admin:chains_chain_change", args=[chain.pk])).content.decode()
+    assert reverse("admin:chains_chain_execute", args=[chain.pk]) not in page  # no Execute button
     response = staff_without_execute.post(reverse("admin:chains_chain_execute", args=[chain.pk]))
     assert response.status_code == 403
     assert not ChainRun.objects.exists()
