@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,23 @@ def manage(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.Comple
         check=False,
         **kwargs,
     )
+
+
+def start_manage(*args: str) -> subprocess.Popen[bytes]:
+    """Start `manage.py *args` in the background against the test database."""
+    return subprocess.Popen(
+        [sys.executable, MANAGE, *args], env=database_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def wait_for_running_run(workflow_slug: str, seconds: float = 10.0) -> Any:
+    """The workflow's run once it is `running` (its bot started); AssertionError after `seconds`."""
+    from chains.models import RunStatus, WorkflowRun
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = WorkflowRun.objects.filter(workflow__slug=workflow_slug, status=RunStatus.RUNNING).first()
+        if run is not None:
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"no running run of {workflow_slug} within {seconds}s")

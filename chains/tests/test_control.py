@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from django.urls import reverse
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun
 from chains.runner import cancel_run, create_chain_run, resume_chain_run, run_chain
 from rpa_monitor.errors import ChainExecutionError
-from rpa_monitor.test import MANAGE, database_env
+from rpa_monitor.test import start_manage, wait_for_running_run
 
 PY = sys.executable
 
@@ -66,19 +65,8 @@ def test_cancelling_a_running_chain_stops_its_bot_and_starts_no_later_step() -> 
     command("slow", "sleep", "30")
     command("after", "true")
     Chain.objects.create_with_steps("slowchain", "slow", ["slow", "after"])
-    proc = subprocess.Popen(
-        [PY, MANAGE, "run_chain", "slowchain"],
-        env=database_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    run = None
-    for _ in range(200):
-        run = WorkflowRun.objects.filter(workflow__slug="slow", status=RunStatus.RUNNING).first()
-        if run is not None:
-            break
-        time.sleep(0.05)
-    assert run is not None
+    proc = start_manage("run_chain", "slowchain")
+    run = wait_for_running_run("slow")
     assert run.pid is not None
     chain_run = ChainRun.objects.get()
     started = time.monotonic()

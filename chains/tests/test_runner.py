@@ -18,7 +18,7 @@ from django.utils import timezone
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun, WorkflowRunCount
 from chains.runner import reap_stale_runs, run_chain, run_workflow
 from logs.models import LogEntry
-from rpa_monitor.test import MANAGE, database_env
+from rpa_monitor.test import start_manage, wait_for_running_run
 
 pytestmark = pytest.mark.django_db
 
@@ -242,18 +242,8 @@ def test_it_stops_the_bot_when_the_run_is_finished_elsewhere(settings) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_to_run_workflow_cancels_the_run_and_kills_the_bot() -> None:
     command("sleepy", "sleep", "30")
-    proc = subprocess.Popen(
-        [PY, MANAGE, "run_workflow", "sleepy"],
-        env=database_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    for _ in range(200):
-        run = WorkflowRun.objects.filter(workflow__slug="sleepy", status=RunStatus.RUNNING).first()
-        if run is not None:
-            break
-        time.sleep(0.05)
-    assert run is not None
+    proc = start_manage("run_workflow", "sleepy")
+    run = wait_for_running_run("sleepy")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=20)
     assert proc.returncode != 0
@@ -304,19 +294,8 @@ def test_step_heartbeats_renew_the_chain_runs_lease(settings) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_after_kill_9_of_the_runner_the_reaper_abandons_the_run_and_kills_the_orphaned_bot() -> None:
     command("orphan", "sleep", "60")
-    proc = subprocess.Popen(
-        [PY, MANAGE, "run_workflow", "orphan"],
-        env=database_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    run = None
-    for _ in range(200):
-        run = WorkflowRun.objects.filter(workflow__slug="orphan", status=RunStatus.RUNNING).first()
-        if run is not None:
-            break
-        time.sleep(0.05)
-    assert run is not None
+    proc = start_manage("run_workflow", "orphan")
+    run = wait_for_running_run("orphan")
     assert run.pid is not None
     proc.kill()  # kill -9: no cleanup, the bot lives on in its own session
     proc.communicate(timeout=10)
