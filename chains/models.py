@@ -309,6 +309,8 @@ class ChainRun(models.Model):
             models.Index(
                 fields=["heartbeat_at"], condition=Q(status="running"), name="chainrun_running_heartbeat_idx"
             ),
+            # Alert rules: chain runs that finished since the previous evaluation.
+            models.Index(fields=["finished_at"], name="chainrun_finished_idx"),
         ]
 
     def __str__(self) -> str:
@@ -434,6 +436,9 @@ class WorkflowRun(models.Model):
                 condition=Q(status="running"),
                 name="wfrun_running_heartbeat_idx",
             ),
+            # Alert rules (runs finished since the previous evaluation, error rate over a
+            # window) and the daily rollup (runs finished on one day).
+            models.Index(fields=["finished_at"], name="wfrun_finished_idx"),
         ]
 
     def __str__(self) -> str:
@@ -643,3 +648,54 @@ def success_rate(counts: dict[str, int]) -> float | None:
     if not decided:
         return None
     return 100.0 * counts.get(RunStatus.SUCCESS, 0) / decided
+
+
+# Bounds (seconds) of the per-day duration histogram: a factor 1.25 apart from 10 ms to ~16 days, so
+# percentiles over any set of days (merged histograms) are within ~12% of the true value.
+DAY_BUCKETS = tuple(round(0.01 * 1.25**i, 4) for i in range(85))
+
+
+class WorkflowDay(models.Model):
+    """One workflow's finished runs on one calendar day (in TIME_ZONE).
+
+    Rolled up from WorkflowRun by `chains.daily`, kept RPA_AGGREGATE_DAYS (a year):
+    trends, the 30-day dashboard chart, "slower than usual" and reports read these
+    rows, so they survive run and log purges. A day is `final` once it was rolled up
+    after it ended; final rows are never recomputed (their runs may be purged).
+    """
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="days", db_index=False)
+    day = models.DateField()
+    runs = models.PositiveIntegerField(default=0, help_text="Finished runs (cancelled ones included).")
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0, help_text="failure, timeout and abandoned runs.")
+    cancelled = models.PositiveIntegerField(default=0)
+    duration_count = models.PositiveIntegerField(default=0, help_text="Runs with a measured duration.")
+    duration_sum = models.FloatField(default=0.0)
+    p50 = models.FloatField(null=True, blank=True)
+    p95 = models.FloatField(null=True, blank=True)
+    p99 = models.FloatField(null=True, blank=True)
+    histogram = models.JSONField(
+        default=list, blank=True, help_text="Run counts per DAY_BUCKETS bound (last: above them all)."
+    )
+    final = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "workflow"]
+        constraints = [
+            # One row per workflow and day: the rollup upserts it.
+            models.UniqueConstraint(fields=["workflow", "day"], name="wfday_workflow_day_uniq"),
+        ]
+        indexes = [
+            # The 30-day chart, reports over a period and the one-year retention.
+            models.Index(fields=["day"], name="wfday_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} {self.day}: {self.failures}/{self.runs} failed"
+
+    @property
+    def success_rate(self) -> float | None:
+        decided = self.runs - self.cancelled
+        return 100.0 * self.successes / decided if decided else None

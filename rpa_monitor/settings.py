@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "logs",
     "triggers",
     "api",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -192,6 +193,31 @@ RPA_MAX_LINE_BYTES = env_int("RPA_MAX_LINE_BYTES", 64 * 1024)
 # Bot output is written to the database in batches of this many lines or this often.
 RPA_LOG_BATCH_SIZE = env_int("RPA_LOG_BATCH_SIZE", 2000)
 RPA_LOG_FLUSH_SECONDS = float(os.environ.get("RPA_LOG_FLUSH_SECONDS", "0.5"))
+# Where this site is reached: links in alert notifications and reports point here.
+RPA_BASE_URL = os.environ.get("RPA_BASE_URL", "http://localhost:8000").rstrip("/")
+# An alert notification (webhook, Slack, PagerDuty, email) waits this long for its server ...
+RPA_ALERT_HTTP_TIMEOUT = float(os.environ.get("RPA_ALERT_HTTP_TIMEOUT", "5"))
+# ... and a failed one is retried this many times in all, backing off from this delay (doubling).
+RPA_ALERT_MAX_ATTEMPTS = env_int("RPA_ALERT_MAX_ATTEMPTS", 5)
+RPA_ALERT_RETRY_SECONDS = env_int("RPA_ALERT_RETRY_SECONDS", 30)
+# The scheduler tick refreshes today's per-workflow daily aggregates at most this often.
+RPA_ROLLUP_SECONDS = env_int("RPA_ROLLUP_SECONDS", 300)
+# Daily aggregates are kept this many days (they outlive run and log retention).
+RPA_AGGREGATE_DAYS = env_int("RPA_AGGREGATE_DAYS", 366)
+# Who gets `manage.py send_report` (default: the targets of enabled email channels).
+RPA_REPORT_RECIPIENTS = env_list("RPA_REPORT_RECIPIENTS", [])
+
+# --- Email (alert notifications and reports go through Django's mail backend) -----
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "rpa-monitor@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging -----------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -251,4 +277,7 @@ CRONJOBS: list[tuple[str, str, list[str]]] = [
     ),
     # Retention, daily at 03:17: old log entries and finished run history.
     ("17 3 * * *", "django.core.management.call_command", ["purge_logs", "--older-than", "90d"]),
+    # Reports by email: yesterday's summary every morning, last week's (with a PDF) on Mondays.
+    ("5 7 * * *", "django.core.management.call_command", ["send_report", "--period", "day"]),
+    ("10 7 * * 1", "django.core.management.call_command", ["send_report", "--period", "week"]),
 ]
