@@ -39,6 +39,16 @@ STATUS_COLOURS = {
     "WARNING": "#fd7e14",
     "ERROR": "#dc3545",
     "CRITICAL": "#842029",
+    # alerts: lifecycle, severity and delivery outcomes
+    "triggered": "#dc3545",
+    "acknowledged": "#fd7e14",
+    "resolved": "#198754",
+    "info": "#0d6efd",
+    "warning": "#fd7e14",
+    "critical": "#842029",
+    "pending": "#6c757d",
+    "sent": "#198754",
+    "failed": "#dc3545",
 }
 
 

@@ -1,0 +1,296 @@
+"""Admin for alert rules, channels, alerts (acknowledge / resolve) and deliveries (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
+from chains.admin import ReadOnlyAdmin
+from rpa_monitor.lib.admin import BadInputGuard, DateRangeFilter, KeyAutocompleteSelect, SafeJSONField, badge
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = [
+            "name",
+            "kind",
+            "enabled",
+            "severity",
+            "workflow",
+            "chain",
+            "params",
+            "channels",
+            "cooldown_seconds",
+            "quiet_hours",
+        ]
+        widgets = {"params": forms.Textarea(attrs={"rows": 2, "cols": 60})}
+        field_classes = {"params": SafeJSONField}
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(BadInputGuard, admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = ["name", "kind", "scope", "params_text", "severity_badge", "enabled", "open_alerts"]
+    list_filter = ["kind", "severity", "enabled"]
+    search_fields = ["name", "workflow__slug", "chain__slug"]
+    list_select_related = ["workflow", "chain"]
+    autocomplete_fields = ["workflow", "chain"]
+    filter_horizontal = ["channels"]
+    actions = ["enable", "disable"]
+    readonly_fields = ["evaluated_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "enabled", "severity"]}),
+        ("What it watches (both empty: all)", {"fields": ["workflow", "chain", "params"]}),
+        ("Notifications", {"fields": ["channels", "cooldown_seconds", "quiet_hours"]}),
+        ("State", {"fields": ["evaluated_at", "created_at", "updated_at"]}),
+    ]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.autocomplete_fields:
+            kwargs["widget"] = KeyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="scope")
+    def scope(self, obj: AlertRule) -> str:
+        return obj.scope_label
+
+    @admin.display(description="params")
+    def params_text(self, obj: AlertRule) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted((obj.params or {}).items())) or "-"
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj: AlertRule) -> str:
+        return badge(obj.severity)
+
+    @admin.display(description="open alerts")
+    def open_alerts(self, obj: AlertRule) -> str:
+        count = obj.alerts.open().count()  # the partial unique index: at most one per subject
+        if not count:
+            return "0"
+        url = reverse("admin:alerts_alert_changelist") + f"?rule__id__exact={obj.pk}&open=yes"
+        return format_html('<a href="{}">{}</a>', url, count)
+
+    @admin.action(description="Enable selected", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[AlertRule], enabled: bool) -> None:
+        changed = 0
+        for rule in queryset.exclude(enabled=enabled):
+            rule.enabled = enabled
+            rule.save(update_fields=["enabled", "updated_at"])
+            self.log_change(request, rule, "Enabled" if enabled else "Disabled")
+            changed += 1
+        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} rule(s).")
+
+
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "kind", "target", "secret", "enabled"]
+        widgets = {"secret": forms.PasswordInput(render_value=True)}
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(BadInputGuard, admin.ModelAdmin):
+    form = ChannelForm
+    list_display = ["name", "kind", "target", "enabled", "last_delivery"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "target"]
+    actions = ["send_test_notification"]
+
+    @admin.display(description="last delivery")
+    def last_delivery(self, obj: NotificationChannel) -> str:
+        last = obj.deliveries.order_by("-id").first()
+        if last is None:
+            return "-"
+        return format_html("{} {}", badge(last.outcome), (last.error or "")[:80])
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test_notification(self, request: HttpRequest, queryset: QuerySet[NotificationChannel]) -> None:
+        from alerts.channels import send_test
+
+        for channel in queryset:
+            ok, detail = send_test(channel)
+            level = messages.SUCCESS if ok else messages.ERROR
+            self.message_user(request, f"{channel.name}: {'sent' if ok else 'failed'}: {detail}", level)
+
+
+class OpenFilter(admin.SimpleListFilter):
+    """Open (triggered or acknowledged) vs resolved: the status index serves both."""
+
+    title = "open"
+    parameter_name = "open"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Open"), ("no", "Resolved")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Alert]) -> QuerySet[Alert]:
+        if self.value() == "yes":
+            return queryset.exclude(status=Alert.Status.RESOLVED)
+        if self.value() == "no":
+            return queryset.filter(status=Alert.Status.RESOLVED)
+        return queryset
+
+
+class TriggeredRangeFilter(DateRangeFilter):
+    field_name = "triggered_at"
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    extra = 0
+    can_delete = False
+    readonly_fields = (
+        "channel",
+        "event",
+        "outcome_badge",
+        "attempts",
+        "response_code",
+        "error",
+        "last_attempt_at",
+        "next_attempt_at",
+        "sent_at",
+    )
+    fields = readonly_fields
+    ordering = ["id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="outcome")
+    def outcome_badge(self, obj: Delivery) -> str:
+        return badge(obj.outcome)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = [
+        "triggered_at",
+        "severity_badge",
+        "status_badge",
+        "rule",
+        "subject",
+        "summary",
+        "occurrences",
+        "last_seen_at",
+        "acknowledged_by",
+        "resolved_at",
+    ]
+    list_filter = [OpenFilter, "status", "severity", "rule", TriggeredRangeFilter]
+    list_select_related = ["rule", "acknowledged_by"]
+    search_fields = ["subject", "summary"]
+    actions = ["acknowledge", "resolve"]
+    inlines = [DeliveryInline]
+    readonly_fields = (
+        "rule",
+        "subject",
+        "status_badge",
+        "severity_badge",
+        "summary",
+        "details_table",
+        "occurrences",
+        "notify",
+        "triggered_at",
+        "last_seen_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "resolved_by",
+    )
+    fields = readonly_fields
+
+    def has_handle_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Alerts are never edited by hand; acknowledging and resolving need alerts.change_alert.
+        return request.user.has_perm("alerts.change_alert")
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        return self.inlines if obj is not None else []
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Alert) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj: Alert) -> str:
+        return badge(obj.severity)
+
+    @admin.display(description="details")
+    def details_table(self, obj: Alert) -> str:
+        rows = ((key, str(value)[:500]) for key, value in sorted((obj.details or {}).items()))
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.action(description="Acknowledge", permissions=["handle"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        done = 0
+        for alert in queryset.filter(status=Alert.Status.TRIGGERED):
+            if alert.acknowledge(request.user):
+                self.log_change(request, alert, "Acknowledged")
+                done += 1
+        skipped = len(queryset) - done
+        self.message_user(request, f"Acknowledged {done} alert(s); {skipped} were not in 'triggered'.")
+
+    @admin.action(description="Resolve", permissions=["handle"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        done = 0
+        now = timezone.now()
+        for alert in queryset.exclude(status=Alert.Status.RESOLVED).select_related("rule"):
+            if alert.resolve(request.user, now, reason=f"resolved by {request.user} from the admin"):
+                self.log_change(request, alert, "Resolved")
+                done += 1
+        skipped = len(queryset) - done
+        self.message_user(request, f"Resolved {done} alert(s); {skipped} were already resolved.")
+
+
+class CreatedRangeFilter(DateRangeFilter):
+    field_name = "created_at"
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "alert",
+        "channel",
+        "event",
+        "outcome_badge",
+        "attempts",
+        "response_code",
+        "error",
+        "next_attempt_at",
+    ]
+    list_filter = ["outcome", "event", "channel", CreatedRangeFilter]
+    list_select_related = ["alert", "channel"]
+    search_fields = ["error"]
+    raw_id_fields = ["alert"]
+    readonly_fields = (
+        "alert",
+        "channel",
+        "event",
+        "outcome_badge",
+        "attempts",
+        "response_code",
+        "error",
+        "created_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "sent_at",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: Delivery) -> str:
+        return badge(obj.outcome)
