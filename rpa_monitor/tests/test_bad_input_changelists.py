@@ -20,6 +20,7 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
 from api.models import ApiToken
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun
 from logs.models import LogCount, LogEntry
@@ -41,6 +42,10 @@ CHANGELISTS = {
     "chains_workflow": ["kind__exact", "enabled__exact"],
     "chains_chain": ["enabled__exact"],
     "api_apitoken": ["revoked_at__isempty"],
+    "alerts_alert": ["open", "status__exact", "severity__exact", "rule__id__exact", "since", "until"],
+    "alerts_alertrule": ["kind__exact", "severity__exact", "enabled__exact"],
+    "alerts_notificationchannel": ["kind__exact", "enabled__exact"],
+    "alerts_delivery": ["outcome__exact", "event__exact", "channel__id__exact", "since", "until"],
 }
 # Every changelist takes these too; `_to_field` and unlisted lookups are Django's 400s.
 COMMON = ["q", "o", "p", "e", "all", "_facets", "_popup", "_to_field", "_changelist_filters"]
@@ -109,6 +114,11 @@ def world() -> None:
     )
     SeenFile.objects.create(trigger=trigger, path="/tmp/in/a.csv", size=1, mtime_ns=1, fire=fire)
     ApiToken.objects.issue(User.objects.get(username="root"), "script")
+    hook = NotificationChannel.objects.create(name="hook", kind="webhook", target="http://127.0.0.1:9/x")
+    rule = AlertRule.objects.create(name="failed", kind="workflow_failed", workflow=workflow)
+    rule.channels.set([hook])
+    alert = Alert.objects.create(rule=rule, subject="bot", severity="warning", summary="bot failed")
+    Delivery.objects.create(alert=alert, channel=hook, event="triggered", outcome="failed", error="HTTP 500")
 
 
 def get(client: Client, path: str, query: dict[str, str] | str) -> Any:
@@ -250,6 +260,9 @@ def test_object_pages_take_bad_ids(client: Client, world: None, object_id: str, 
             "chains_workflowrun",
             "triggers_trigger",
             "api_apitoken",
+            "alerts_alert",
+            "alerts_alertrule",
+            "alerts_notificationchannel",
         ]
     ),
     index=st.sampled_from(["0", "1", "-1", "x", ""]),
@@ -276,6 +289,9 @@ def test_changelist_actions_take_bad_selections(
         ("chains_workflowrun", "cancel"),
         ("triggers_trigger", "fire_selected"),
         ("api_apitoken", "revoke"),
+        ("alerts_alert", "acknowledge"),
+        ("alerts_alert", "resolve"),
+        ("alerts_alertrule", "disable"),
     ],
 )
 def test_actions_refuse_ids_that_are_not_keys(
