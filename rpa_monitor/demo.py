@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from alerts.models import AlertRule, NotificationChannel
 from chains.models import Chain, Workflow
 from triggers.models import Trigger
 
@@ -69,6 +70,7 @@ def load_demo(username: str, password: str) -> list[str]:
         Chain.objects.create_with_steps(DEMO_CHAIN_SLUG, DEMO_CHAIN_NAME, DEMO_CHAIN_STEPS)
         created.append(f"chain {DEMO_CHAIN_SLUG}")
     created += _load_triggers()
+    created += _load_alert_rules()
     user_model = get_user_model()
     if not user_model.objects.filter(username=username).exists():
         user_model.objects.create_superuser(username=username, email="", password=password)
@@ -122,4 +124,53 @@ def _load_triggers() -> list[str]:
         trigger.full_clean()
         trigger.save()
         created.append(f"trigger {trigger.name!r}")
+    return created
+
+
+DEMO_CHANNEL = {"name": "Ops mailbox", "kind": "email", "target": "ops@example.com"}
+DEMO_RULES: list[dict[str, Any]] = [
+    {"name": "Demo chain failed", "kind": "chain_failed", "chain": "demo", "severity": "critical"},
+    {
+        "name": "Data entry failing repeatedly",
+        "kind": "consecutive_failures",
+        "workflow": "data_entry",
+        "params": {"count": 3},
+    },
+    {
+        "name": "Error rate above 50% over an hour",
+        "kind": "error_rate_above",
+        "params": {"percent": 50, "window_seconds": 3600, "count": 5},
+    },
+    {
+        "name": "Daily report: no success for 26 hours",
+        "kind": "no_success_within",
+        "workflow": "daily_report",
+        "params": {"seconds": 26 * 3600},
+        "quiet_hours": "22:00-07:00",
+    },
+    {"name": "A worker died (stale runs)", "kind": "stale_runs", "severity": "critical"},
+    {"name": "A schedule slot was missed", "kind": "missed_schedule", "params": {"seconds": 120}},
+]
+
+
+def _load_alert_rules() -> list[str]:
+    """An email channel (printed to the console by scripts/serve) and a rule of the main kinds."""
+    created = []
+    channel, was_created = NotificationChannel.objects.get_or_create(
+        name=DEMO_CHANNEL["name"], defaults=DEMO_CHANNEL
+    )
+    if was_created:
+        created.append(f"channel {channel.name!r}")
+    for spec in DEMO_RULES:
+        if AlertRule.objects.filter(name=spec["name"]).exists():
+            continue
+        rule = AlertRule(
+            **{k: v for k, v in spec.items() if k not in ("workflow", "chain")},
+            workflow=Workflow.objects.filter(slug=spec.get("workflow", "")).first(),
+            chain=Chain.objects.filter(slug=spec.get("chain", "")).first(),
+        )
+        rule.full_clean()
+        rule.save()
+        rule.channels.set([channel])
+        created.append(f"alert rule {rule.name!r}")
     return created
