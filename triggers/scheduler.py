@@ -20,9 +20,10 @@ import fnmatch
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -30,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts.rules import evaluate_rules
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
@@ -47,6 +49,7 @@ MAX_COUNTED_MISSED = 10_000
 class TickReport:
     reaped: int = 0
     fires: list[TriggerFire] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)  # what the steps after the fires reported
     duration_ms: float = 0.0
 
     def summary(self) -> str:
@@ -54,7 +57,9 @@ class TickReport:
         for fire in self.fires:
             outcomes[fire.outcome] = outcomes.get(fire.outcome, 0) + 1
         parts = [f"{n} {outcome}" for outcome, n in sorted(outcomes.items())] or ["nothing due"]
-        return f"tick: {', '.join(parts)}; {self.reaped} stale run(s) reaped; {self.duration_ms:.0f} ms"
+        after = "".join(f"; {line}" for line in self.after)
+        reaped = f"{self.reaped} stale run(s) reaped"
+        return f"tick: {', '.join(parts)}; {reaped}{after}; {self.duration_ms:.0f} ms"
 
 
 def tick(now: datetime | None = None) -> TickReport:
@@ -65,9 +70,31 @@ def tick(now: datetime | None = None) -> TickReport:
     report.reaped = len(reap_stale_runs(now, settings.RPA_RUN_LEASE_SECONDS))
     report.fires += fire_due_schedules(now)
     report.fires += scan_file_triggers(now)
+    report.after = after_fires(now)
     report.duration_ms = (time.monotonic() - started) * 1000
     _record_tick(now, report)
     return report
+
+
+class Reporting(Protocol):
+    def summary(self) -> str: ...
+
+
+# What a tick does once the due work has started: alert rules first, notifications
+# last (a slow webhook must not delay a fire or a rule).
+AFTER_FIRES: list[Callable[[datetime], Reporting]] = [evaluate_rules]
+
+
+def after_fires(now: datetime) -> list[str]:
+    """Run each step guarded: a broken rule or channel never stops the scheduler."""
+    summaries = []
+    for step in AFTER_FIRES:
+        try:
+            summaries.append(step(now).summary())
+        except Exception as exc:
+            log.exception(f"{step.__name__} failed: {exc}")
+            summaries.append(f"{step.__name__} failed: {exc}")
+    return summaries
 
 
 def fire_due_schedules(now: datetime) -> list[TriggerFire]:
