@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max, Sum
+from django.db.models import Count, Max, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -35,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alerts.models import Alert, AlertRule
 from chains.models import (
     DURATION_BUCKETS,
     ChainRunCount,
@@ -63,6 +64,7 @@ class DatabaseCollector(Collector):
         yield active_workflows()
         yield error_rate()
         yield from scheduler_health()
+        yield open_alerts()
 
 
 def _counter(name: str, documentation: str, labels: list[str], rows: Iterable[tuple[Any, ...]]) -> Metric:
@@ -147,6 +149,19 @@ def scheduler_health() -> Iterator[Metric]:
         "Running runs whose heartbeat is older than the lease (stuck until reaped).",
         value=stale,
     )
+
+
+def open_alerts() -> Metric:
+    """Open alerts by severity (every severity listed, 0 included, so a Grafana panel has series)."""
+    counts = dict(
+        Alert.objects.open().values("severity").annotate(n=Count("id")).values_list("severity", "n")
+    )
+    family = GaugeMetricFamily(
+        "rpa_open_alerts", "Alerts triggered or acknowledged, not resolved.", labels=["severity"]
+    )
+    for severity in AlertRule.Severity:
+        family.add_metric([severity.value], counts.get(severity.value, 0))
+    return family
 
 
 def multiprocess_mode() -> bool:

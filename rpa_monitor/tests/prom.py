@@ -24,6 +24,7 @@ FAMILIES: dict[str, tuple[str, frozenset[str]]] = {
     "error_rate": ("gauge", frozenset()),
     "rpa_scheduler_last_tick_timestamp_seconds": ("gauge", frozenset()),
     "rpa_stale_runs": ("gauge", frozenset()),
+    "rpa_open_alerts": ("gauge", frozenset({"severity"})),
 }
 
 Labels = frozenset[tuple[str, str]]

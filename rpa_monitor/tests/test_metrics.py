@@ -604,3 +604,15 @@ def test_multiprocess_mode_serves_our_families_from_a_fresh_registry(
     # Each family once: the fresh registry holds exactly one database collector.
     assert multi.body.count("# TYPE workflow_executions_total ") == 1
     assert multi.body.count("# TYPE error_rate ") == 1
+
+
+def test_open_alerts_are_counted_by_severity_until_resolved() -> None:
+    from alerts.models import Alert, AlertRule
+
+    empty = scrape()
+    assert [empty.value("rpa_open_alerts", severity=s) for s in ("info", "warning", "critical")] == [0, 0, 0]
+    rule = AlertRule.objects.create(name="failed", kind="workflow_failed", severity="critical")
+    alert = Alert.objects.create(rule=rule, subject="bot", severity="critical", summary="bot failed")
+    assert scrape().value("rpa_open_alerts", severity="critical") == 1
+    alert.resolve()
+    assert scrape().value("rpa_open_alerts", severity="critical") == 0
