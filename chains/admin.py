@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -12,7 +14,9 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
@@ -29,6 +33,7 @@ from chains.models import (
 from chains.runner import cancel_run, enqueue_chain, enqueue_workflow, resume_chain_run
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
+    STATUS_COLOURS,
     BadInputGuard,
     CappedCountPaginator,
     DateRangeFilter,
@@ -486,6 +491,102 @@ class StepRunInline(RunColumns, admin.TabularInline):
         return logs_link(obj.pk)
 
 
+# -- the chain run timeline: each step attempt as a bar on the run's time axis ----------------
+
+# Axis tick spacings (seconds): the first giving at most TIMELINE_TICKS intervals is used.
+TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+TIMELINE_TICKS = 6
+MIN_BAR_PERCENT = 0.6  # an instant step stays visible
+TEXT_ROOM_PERCENT = 35  # free track a bar's label needs beside the bar; else it goes inside
+
+
+@dataclass(frozen=True)
+class TimelineBar:
+    name: str
+    text: str
+    title: str
+    colour: str
+    running: bool
+    left: str | None = None  # percent of the span, formatted for CSS (None: not started)
+    width: str | None = None
+    text_position: str = "left:0%"
+    text_class: str = "after"
+
+
+def timeline_context(chain_run: ChainRun, runs: list[WorkflowRun], now: datetime) -> dict[str, Any]:
+    """Bars and axis ticks for the chain run's step attempts (positions as percent of its span).
+
+    The span runs from the chain run's start (or its first step's) to its end; while
+    the chain run or a step is still running, to `now`, so running bars reach the right edge.
+    """
+    starts = [moment for moment in (chain_run.started_at, *(r.started_at for r in runs)) if moment]
+    if not starts:
+        return {"bars": [_timeline_bar(run, None, 1.0, now) for run in runs], "ticks": [], "caption": ""}
+    start = min(starts)
+    ends = [start, *(_run_end(run, now) for run in runs if run.started_at)]
+    ends.append(now if chain_run.is_active else chain_run.finished_at or start)
+    end = max(ends)
+    span = max((end - start).total_seconds(), 0.001)
+    caption = f"{timezone.localtime(start):%Y-%m-%d %H:%M:%S} to {timezone.localtime(end):%H:%M:%S}"
+    caption += f" ({format_duration(end - start)}{', still running' if chain_run.is_active else ''})"
+    return {
+        "bars": [_timeline_bar(run, start, span, now) for run in runs],
+        "ticks": _timeline_ticks(span),
+        "caption": caption,
+    }
+
+
+def _run_end(run: WorkflowRun, now: datetime) -> datetime:
+    assert run.started_at is not None
+    return run.finished_at or (now if run.is_active else run.started_at)
+
+
+def _timeline_bar(run: WorkflowRun, start: datetime | None, span: float, now: datetime) -> TimelineBar:
+    name = f"step {run.position}" if run.position is not None else "step"
+    colour = STATUS_COLOURS.get(run.status, "#6c757d")
+    running = run.is_active
+    if start is None or run.started_at is None:
+        text = f"{run.workflow.slug} · attempt {run.attempt} · {run.status}, not started"
+        return TimelineBar(name, text, text, colour, running)
+    took = _run_end(run, now) - run.started_at
+    text = f"{run.workflow.slug} · attempt {run.attempt} · {format_duration(took)}"
+    text += " so far" if running else f" · {run.status}"
+    started = timezone.localtime(run.started_at).strftime("%H:%M:%S.%f")[:-3]  # to the millisecond
+    title = f"{text} · started {started}"
+    width = min(100.0, max(MIN_BAR_PERCENT, took.total_seconds() / span * 100))
+    left = min((run.started_at - start).total_seconds() / span * 100, 100.0 - width)
+    if 100.0 - left - width >= TEXT_ROOM_PERCENT:
+        position, text_class = f"left:{left + width:.3f}%", "after"
+    elif left >= TEXT_ROOM_PERCENT:
+        position, text_class = f"right:{100.0 - left:.3f}%", "before"
+    else:
+        position, text_class = f"left:{left:.3f}%", "inside"
+    return TimelineBar(
+        name, text, title, colour, running, f"{left:.3f}", f"{width:.3f}", position, text_class
+    )
+
+
+def _timeline_ticks(span: float) -> list[dict[str, str]]:
+    step = next((s for s in TICK_STEPS if span / s <= TIMELINE_TICKS), TICK_STEPS[-1])
+    count = min(int(span / step + 1e-9), 1000)
+    return [
+        {"left": f"{n * step / span * 100:.3f}", "label": _offset_label(n * step)} for n in range(count + 1)
+    ]
+
+
+def _offset_label(seconds: float) -> str:
+    """`0`, `+0.5s`, `+30s`, `+1m30s`, `+2h15m`: time since the start of the chain run."""
+    if seconds == 0:
+        return "0"
+    if seconds < 60:
+        return f"+{seconds:g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"+{minutes}m{secs:02d}s" if secs else f"+{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"+{hours}h{minutes:02d}m" if minutes else f"+{hours}h"
+
+
 @admin.register(ChainRun)
 class ChainRunAdmin(RunColumns, CancelAction, ReadOnlyAdmin):
     list_display = [
@@ -518,8 +619,15 @@ class ChainRunAdmin(RunColumns, CancelAction, ReadOnlyAdmin):
         "error",
         "params",
         "requested_by",
+        "timeline",
     )
     fields = readonly_fields
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj: ChainRun) -> str:
+        runs = list(obj.workflow_runs.select_related("workflow").order_by("position", "attempt", "id"))
+        context = timeline_context(obj, runs, timezone.now())
+        return render_to_string("admin/chains/chainrun/timeline.html", context)
 
     @admin.action(description="Resume from the failed step", permissions=["execute"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ChainRun]) -> None:
