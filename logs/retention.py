@@ -3,7 +3,9 @@
 Counters behind /metrics live in their own tables (LogCount, WorkflowRunCount,
 ChainRunCount), so deleting history never makes a Prometheus counter go down.
 Batches keep each transaction short: a purge never holds the SQLite write
-lock long enough to make a bot's log writes wait.
+lock long enough to make a bot's log writes wait. Before any run goes, the
+days those runs finished on are rolled up into the daily aggregates (and
+finalized once ended), which outlive the runs (`chains.daily`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import models, transaction
+from django.db.models import Max, Min
 
+from chains.daily import rollup_finished_between
 from chains.models import FINISHED_STATUSES, ChainRun, WorkflowRun
 from logs.models import LogEntry
 from triggers.models import SeenFile, TriggerFire
@@ -43,22 +47,37 @@ class PurgeReport:
 
 def purge(cutoff: datetime, *, dry_run: bool = False, batch_size: int = 5000) -> PurgeReport:
     """Delete history older than `cutoff`; active runs are never touched."""
+    chain_runs = ChainRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED_STATUSES)
+    workflow_runs = WorkflowRun.objects.filter(
+        created_at__lt=cutoff, status__in=FINISHED_STATUSES, chain_run__isnull=True
+    )
+    if not dry_run:
+        _roll_up_days_of(workflow_runs, WorkflowRun.objects.filter(chain_run__in=chain_runs))
     targets: list[tuple[str, models.QuerySet]] = [
         ("log entries", LogEntry.objects.filter(timestamp__lt=cutoff)),
         ("trigger fires", TriggerFire.objects.filter(fired_at__lt=cutoff)),
         ("seen files", SeenFile.objects.filter(fired_at__lt=cutoff)),
-        ("chain runs", ChainRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED_STATUSES)),
-        (
-            "workflow runs",
-            WorkflowRun.objects.filter(
-                created_at__lt=cutoff, status__in=FINISHED_STATUSES, chain_run__isnull=True
-            ),
-        ),
+        ("chain runs", chain_runs),
+        ("workflow runs", workflow_runs),
     ]
     report = PurgeReport()
     for name, queryset in targets:
         report.counts[name] = queryset.count() if dry_run else _delete_in_batches(queryset, batch_size)
     return report
+
+
+def _roll_up_days_of(*doomed: models.QuerySet[WorkflowRun]) -> None:
+    """Roll up the days the runs about to be deleted finished on (a chain run's steps go
+    with it). Each set is found by its own index: runs by created_at, steps by chain run."""
+    first: list[datetime] = []
+    last: list[datetime] = []
+    for runs in doomed:
+        bounds = runs.aggregate(first=Min("finished_at"), last=Max("finished_at"))
+        if bounds["first"] is not None:
+            first.append(bounds["first"])
+            last.append(bounds["last"])
+    if first:
+        rollup_finished_between(min(first), max(last))
 
 
 def _delete_in_batches(queryset: models.QuerySet, batch_size: int) -> int:
