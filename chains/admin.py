@@ -497,7 +497,7 @@ class StepRunInline(RunColumns, admin.TabularInline):
 TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
 TIMELINE_TICKS = 6
 MIN_BAR_PERCENT = 0.6  # an instant step stays visible
-TEXT_ROOM_PERCENT = 35  # free track a bar's label needs beside the bar; else it goes inside
+TEXT_ROOM_PERCENT = 25  # free track a bar's text needs beside the bar; else it goes inside
 
 
 @dataclass(frozen=True)
@@ -542,17 +542,17 @@ def _run_end(run: WorkflowRun, now: datetime) -> datetime:
 
 
 def _timeline_bar(run: WorkflowRun, start: datetime | None, span: float, now: datetime) -> TimelineBar:
-    name = f"step {run.position}" if run.position is not None else "step"
+    step = f"{run.position} · " if run.position is not None else ""
+    name = f"{step}{run.workflow.slug} · attempt {run.attempt}"
     colour = STATUS_COLOURS.get(run.status, "#6c757d")
     running = run.is_active
     if start is None or run.started_at is None:
-        text = f"{run.workflow.slug} · attempt {run.attempt} · {run.status}, not started"
-        return TimelineBar(name, text, text, colour, running)
+        text = f"{run.status}, not started"
+        return TimelineBar(name, text, f"{name}: {text}", colour, running)
     took = _run_end(run, now) - run.started_at
-    text = f"{run.workflow.slug} · attempt {run.attempt} · {format_duration(took)}"
-    text += " so far" if running else f" · {run.status}"
+    text = f"{format_duration(took)} so far" if running else f"{format_duration(took)} · {run.status}"
     started = timezone.localtime(run.started_at).strftime("%H:%M:%S.%f")[:-3]  # to the millisecond
-    title = f"{text} · started {started}"
+    title = f"{name}: {text}, started {started}"
     width = min(100.0, max(MIN_BAR_PERCENT, took.total_seconds() / span * 100))
     left = min((run.started_at - start).total_seconds() / span * 100, 100.0 - width)
     if 100.0 - left - width >= TEXT_ROOM_PERCENT:

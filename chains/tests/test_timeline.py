@@ -71,12 +71,12 @@ def test_it_places_each_attempt_by_its_start_and_duration_as_percent_of_the_chai
     drawn = bars(failed, now=at(500))  # finished: `now` plays no part
 
     assert [(b.name, b.left, b.width) for b in drawn] == [
-        ("step 1", "0.000", "25.000"),
-        ("step 2", "25.000", "25.000"),
-        ("step 2", "50.000", "50.000"),
+        ("1 · login · attempt 1", "0.000", "25.000"),
+        ("2 · data_entry · attempt 1", "25.000", "25.000"),
+        ("2 · data_entry · attempt 2", "50.000", "50.000"),
     ]
-    assert drawn[0].text == "login · attempt 1 · 10.00s · success"
-    assert drawn[2].text == "data_entry · attempt 2 · 20.00s · failure"
+    assert [b.text for b in drawn] == ["10.00s · success", "10.00s · failure", "20.00s · failure"]
+    assert drawn[2].title == "2 · data_entry · attempt 2: 20.00s · failure, started 09:00:20.000"
     assert [b.colour for b in drawn] == [STATUS_COLOURS["success"], *[STATUS_COLOURS["failure"]] * 2]
     assert not any(b.running for b in drawn)
 
@@ -122,7 +122,7 @@ def test_running_bars_extend_to_now(chain: Chain) -> None:
 
     assert (first.left, first.width, first.running) == ("0.000", "25.000", False)
     assert (second.left, second.width, second.running) == ("25.000", "75.000", True)
-    assert second.text == "data_entry · attempt 1 · 15.00s so far"
+    assert (second.name, second.text) == ("2 · data_entry · attempt 1", "15.00s so far")
     assert context["caption"].endswith("(20.00s, still running)")
 
 
@@ -133,7 +133,7 @@ def test_steps_not_started_yet_are_listed_without_a_bar(chain: Chain) -> None:
     [only] = bars(queued, now=at(3))
 
     assert only.left is None
-    assert only.text == "login · attempt 1 · queued, not started"
+    assert (only.name, only.text) == ("1 · login · attempt 1", "queued, not started")
 
 
 def test_an_instant_step_stays_visible_and_inside_the_axis(chain: Chain) -> None:
@@ -172,7 +172,8 @@ def test_the_chain_run_page_shows_the_timeline(admin_client: Client, chain: Chai
     assert 'class="rpa-timeline"' in page
     assert page.count('class="rpa-tl-bar') == 2
     assert "left:33.333%;width:66.667%" in page
-    assert "data_entry · attempt 1 · 20.00s · failure" in page
+    assert ">2 · data_entry · attempt 1<" in page
+    assert ">20.00s · failure<" in page
     assert ">+10s<" in page
 
 
@@ -185,4 +186,4 @@ def test_the_timeline_escapes_what_it_shows(admin_client: Client, chain: Chain) 
     page = admin_client.get(reverse("admin:chains_chainrun_change", args=[done.pk])).content.decode()
 
     assert "<img src=x" not in page
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; · attempt 1" in page
+    assert ">1 · &lt;img src=x onerror=&quot;alert(1)&quot;&gt; · attempt 1<" in page
