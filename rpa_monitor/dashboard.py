@@ -84,8 +84,9 @@ def dashboard_data(now: datetime | None = None) -> dict[str, Any]:
         "running": running_runs(now),
         "alerts": open_alerts(now),
         "scheduler": scheduler_status(now),
-        # "Slower than usual" flags (a workflow's median this week above 1.5x its previous
-        # four weeks) come from the daily aggregates; filled in once those are wired here.
+        # "Slower than usual" flags (chains.daily.slower_than_usual), wired in later. The page
+        # renders each item as {"workflow": slug, "url": its runs, "median_seconds": this week,
+        # "baseline_seconds": the four weeks before, "ratio": median / baseline}.
         "slow": [],
     }
 
