@@ -205,6 +205,21 @@ def test_it_retries_a_mail_the_smtp_server_refuses(make_channel: MakeChannel, ma
     assert delivery.error == "SMTP recipients refused: nobody@example.com (550 No such user here)"
 
 
+@pytest.mark.django_db
+def test_it_retries_a_mail_when_no_smtp_server_answers(
+    make_channel: MakeChannel, make_alert: MakeAlert
+) -> None:
+    alert = make_alert([make_channel("email", "ops@example.com")])
+    queued(alert)
+    with override_settings(
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=free_port(),
+    ):
+        assert counts(deliver_pending(T0)) == (0, 1, 0)
+    assert stored(alert).error == "SMTP connection failed: Connection refused"
+
+
 @given(
     details=st.dictionaries(
         st.text(max_size=10),
