@@ -238,7 +238,8 @@ def day_states(first: date, last: date) -> dict[date, DayState]:
 
 def has_runs(day: date) -> bool:
     start, end = day_bounds(day)
-    return WorkflowRun.objects.filter(finished_at__gte=start, finished_at__lt=end).exists()
+    runs = WorkflowRun.objects.filter(finished_at__gte=start, finished_at__lt=end)
+    return runs.filter(status__in=FINISHED_STATUSES).exists()
 
 
 def oldest_kept_day(today: date) -> date:
@@ -294,6 +295,19 @@ def rollup_due(now: datetime | None = None) -> int:
             changed += rollup_day(day, now)
     deleted, _ = WorkflowDay.objects.filter(day__lt=oldest_kept_day(today)).delete()
     return changed + deleted
+
+
+@dataclass(frozen=True)
+class RollupTick:
+    changed: int
+
+    def summary(self) -> str:
+        return f"daily aggregates: {self.changed} row(s) written or deleted"
+
+
+def rollup_tick(now: datetime) -> RollupTick:
+    """rollup_due as a scheduler step (triggers.scheduler.AFTER_FIRES wants a summary())."""
+    return RollupTick(rollup_due(now))
 
 
 def rollup_finished_between(first: datetime, last: datetime, now: datetime | None = None) -> int:

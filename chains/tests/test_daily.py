@@ -30,6 +30,7 @@ from chains.daily import (
     rollup_day,
     rollup_days,
     rollup_due,
+    rollup_tick,
     slower_than_usual,
 )
 from chains.models import DAY_BUCKETS, Chain, ChainRun, RunStatus, Workflow, WorkflowDay, WorkflowRun
@@ -291,6 +292,12 @@ def test_the_tick_costs_two_queries_when_nothing_is_due(django_assert_num_querie
     assert WorkflowDay.objects.count() == CATCHUP_DAYS + 1
     with django_assert_num_queries(2):  # the days' states, the retention delete
         assert due(NOON + timedelta(seconds=5)) == 0
+
+
+def test_the_tick_step_reports_what_it_did() -> None:
+    run(workflow(), NOON, 1.0)
+    with time_machine.travel(NOON, tick=False):
+        assert rollup_tick(NOON).summary() == "daily aggregates: 1 row(s) written or deleted"
 
 
 # -- retention ---------------------------------------------------------------------------------
