@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from alerts.models import Alert, AlertRule, Delivery
@@ -170,7 +170,9 @@ def _cooling_down(rule: AlertRule, subject: str, now: datetime) -> bool:
 
 def _resolve_orphans(now: datetime, report: EvaluationReport) -> None:
     """Open alerts of disabled rules resolve: nobody evaluates them any more."""
-    for alert in Alert.objects.open().filter(rule__enabled=False).select_related("rule"):
+    disabled = list(AlertRule.objects.filter(enabled=False).values_list("pk", flat=True))
+    # By rule id through the partial index of open alerts, not a scan of all alerts ever.
+    for alert in Alert.objects.open().filter(rule_id__in=disabled).select_related("rule"):
         if alert.resolve(None, now, reason="the rule was disabled"):
             report.resolved += 1
 
@@ -220,9 +222,18 @@ def _candidates(rule: AlertRule, owners: Owners, since: datetime, open_subjects:
     scoped = owners.scoped(rule)
     if scoped is not None:
         runs = runs.filter(**{f"{owners.field}_id": scoped})
-    ids = set(runs.values_list(f"{owners.field}_id", flat=True).distinct())
+    ids = set(_recent_values(runs, f"{owners.field}_id"))
     ids |= set(owners.ids(open_subjects).values())
     return owners.slugs(ids)
+
+
+def _recent_values(runs: Any, column: str) -> list[Any]:
+    """A column of the runs in a recent window, read through the `finished_at` index.
+
+    No ORDER BY and no DISTINCT (callers dedupe): either one makes SQLite walk the
+    whole table in id order instead of the window of the index.
+    """
+    return list(runs.order_by().values_list(column, flat=True))
 
 
 def _vanished(open_subjects: set[str], verdicts: Verdicts, owners: Owners) -> Verdicts:
@@ -231,14 +242,18 @@ def _vanished(open_subjects: set[str], verdicts: Verdicts, owners: Owners) -> Ve
     return {subject: None for subject in open_subjects - known - set(verdicts)}
 
 
-def decided_runs(owners: Owners, owner_id: int, count: int) -> list[Any]:
+def retries_of(owners: Owners, ids: Iterable[int]) -> dict[int, int]:
+    """max_retries of each workflow (chains are not retried): one query for all candidates."""
+    if owners is not WORKFLOWS:
+        return {}
+    return dict(Workflow.objects.filter(pk__in=set(ids)).values_list("pk", "max_retries"))
+
+
+def decided_runs(owners: Owners, owner_id: int, count: int, retries: int = 0) -> list[Any]:
     """The owner's last `count` decided runs, newest first (walks its (owner, -id) index).
 
     Cancelled runs decide nothing, and neither does an attempt that will be retried.
     """
-    retries = 0
-    if owners is WORKFLOWS:
-        retries = Workflow.objects.filter(pk=owner_id).values_list("max_retries", flat=True).first() or 0
     runs = (
         owners.runs()
         .filter(**{f"{owners.field}_id": owner_id}, status__in=FINISHED_STATUSES)
@@ -277,8 +292,10 @@ def check_failed(rule: AlertRule, now: datetime, since: datetime, open_subjects:
     """workflow_failed / chain_failed: the subject's latest decided run failed."""
     owners = owners_of(rule)
     verdicts: Verdicts = {}
-    for owner_id, slug in _candidates(rule, owners, since, open_subjects).items():
-        latest = decided_runs(owners, owner_id, 1)
+    candidates = _candidates(rule, owners, since, open_subjects)
+    retries = retries_of(owners, candidates)
+    for owner_id, slug in candidates.items():
+        latest = decided_runs(owners, owner_id, 1, retries.get(owner_id, 0))
         if not latest:
             continue
         run = latest[0]
@@ -296,8 +313,10 @@ def check_consecutive(rule: AlertRule, now: datetime, since: datetime, open_subj
     """consecutive_failures: the subject's last N decided runs all failed."""
     owners, count = owners_of(rule), int(rule.param("count"))
     verdicts: Verdicts = {}
-    for owner_id, slug in _candidates(rule, owners, since, open_subjects).items():
-        runs = decided_runs(owners, owner_id, count)
+    candidates = _candidates(rule, owners, since, open_subjects)
+    retries = retries_of(owners, candidates)
+    for owner_id, slug in candidates.items():
+        runs = decided_runs(owners, owner_id, count, retries.get(owner_id, 0))
         if not runs:
             continue
         if runs[0].status not in FAILED_STATUSES:
@@ -353,25 +372,20 @@ def check_no_success(rule: AlertRule, now: datetime, since: datetime, open_subje
     scoped = owners.scoped(rule)
     if scoped is not None:
         subjects = subjects.filter(pk=scoped)
-    watched = {pk: (slug, created) for pk, slug, created in subjects.values_list("pk", "slug", "created_at")}
-    succeeded = set(
+    # One statement, one probe of the (owner, status, -id) index per watched owner:
+    # O(owners), never a scan of a window of runs (a week-long T could hold millions).
+    last_success = (
         owners.runs()
-        .filter(finished_at__gt=cutoff, status=RunStatus.SUCCESS, **{f"{owners.field}_id__in": list(watched)})
-        .values_list(f"{owners.field}_id", flat=True)
-        .distinct()
+        .filter(**{owners.field: OuterRef("pk")}, status=RunStatus.SUCCESS)
+        .order_by("-id")
+        .values("finished_at")[:1]
     )
+    watched = subjects.annotate(last=Subquery(last_success)).values_list("pk", "slug", "created_at", "last")
     verdicts: Verdicts = {slug: None for slug in open_subjects}  # disabled or deleted: cleared
-    for pk, (slug, created) in watched.items():
-        if pk in succeeded or max(created, rule.created_at) > cutoff:
+    for _pk, slug, created, last in watched:
+        if (last is not None and last > cutoff) or max(created, rule.created_at) > cutoff:
             verdicts[slug] = None  # a success within T, or not watched for T yet
             continue
-        last = (
-            owners.runs()
-            .filter(**{f"{owners.field}_id": pk}, status=RunStatus.SUCCESS)
-            .order_by("-id")
-            .values_list("finished_at", flat=True)
-            .first()
-        )
         details = {"seconds": seconds, "last_success_at": last.isoformat() if last else None}
         since_text = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
         summary = f"no successful run of {owners.field} {slug} within {_span(seconds)} ({since_text})"
@@ -417,10 +431,13 @@ def _latest_timed_run(workflow_id: int) -> WorkflowRun | None:
 
 def check_stale(rule: AlertRule, now: datetime, since: datetime, open_subjects: set[str]) -> Verdicts:
     """stale_runs: the subject's latest finished run was abandoned (its worker died)."""
-    runs = WorkflowRun.objects.filter(finished_at__gte=since, status=RunStatus.ABANDONED)
+    runs = WorkflowRun.objects.filter(finished_at__gte=since)
     if rule.workflow_id:
         runs = runs.filter(workflow_id=rule.workflow_id)
-    candidates = WORKFLOWS.slugs(runs.values_list("workflow_id", flat=True).distinct())
+    # The status is checked here, not in SQL: with it there, SQLite walks every abandoned run
+    # ever (the status index) instead of the recent window of the finished_at index.
+    recent = runs.order_by().values_list("workflow_id", "status")
+    candidates = WORKFLOWS.slugs(pk for pk, status in recent if status == RunStatus.ABANDONED)
     candidates |= WORKFLOWS.slugs(WORKFLOWS.ids(open_subjects).values())
     verdicts: Verdicts = {}
     for workflow_id, slug in candidates.items():
@@ -455,16 +472,13 @@ def check_missed_schedule(
         triggers = triggers.filter(workflow_id=rule.workflow_id)
     elif rule.chain_id:
         triggers = triggers.filter(chain_id=rule.chain_id)
-    overdue = set(
-        triggers.filter(enabled=True, next_fire_at__lt=now - timedelta(seconds=grace)).values_list(
-            "pk", flat=True
-        )
-    )
-    fired = set(
-        TriggerFire.objects.filter(fired_at__gte=since, trigger__in=triggers).values_list(
-            "trigger_id", flat=True
-        )
-    )
+    late = triggers.filter(enabled=True, next_fire_at__lt=now - timedelta(seconds=grace))
+    overdue = set(late.values_list("pk", flat=True))
+    # Recent fires by the fired_at index alone, matched to the watched triggers here: with
+    # the trigger condition in SQL, SQLite reads every fire of every schedule trigger.
+    watched = set(triggers.values_list("pk", flat=True))
+    recent = TriggerFire.objects.filter(fired_at__gte=since).order_by().values_list("trigger_id", flat=True)
+    fired = set(recent) & watched
     reopened = {_trigger_id(subject) for subject in open_subjects} - {None}
     verdicts: Verdicts = {subject: None for subject in open_subjects}  # unless still missing, below
     for trigger in triggers.filter(pk__in=overdue | fired | reopened):

@@ -309,8 +309,10 @@ class ChainRun(models.Model):
             models.Index(
                 fields=["heartbeat_at"], condition=Q(status="running"), name="chainrun_running_heartbeat_idx"
             ),
-            # Alert rules: chain runs that finished since the previous evaluation.
+            # Alert rules: chain runs that finished since the previous evaluation ...
             models.Index(fields=["finished_at"], name="chainrun_finished_idx"),
+            # ... and a chain's latest success (the dead man's switch).
+            models.Index(fields=["chain", "status", "-id"], name="chainrun_chain_status_idx"),
         ]
 
     def __str__(self) -> str:
@@ -439,6 +441,8 @@ class WorkflowRun(models.Model):
             # Alert rules (runs finished since the previous evaluation, error rate over a
             # window) and the daily rollup (runs finished on one day).
             models.Index(fields=["finished_at"], name="wfrun_finished_idx"),
+            # A workflow's latest run with a status (the dead man's switch: latest success).
+            models.Index(fields=["workflow", "status", "-id"], name="wfrun_workflow_status_idx"),
         ]
 
     def __str__(self) -> str:
