@@ -414,7 +414,7 @@ def render_pdf(report: Report) -> bytes:
                 note,
             ]
         )
-    grid = Table(table, repeatRows=1, colWidths=[220, 50, 50, 60, 65, 65, 65, 140])
+    grid = Table(table, repeatRows=1, colWidths=[200, 50, 50, 60, 65, 65, 65, 140])
     grid.setStyle(
         TableStyle(
             [

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -35,6 +36,7 @@ from chains.daily import (
 )
 from chains.models import DAY_BUCKETS, Chain, ChainRun, RunStatus, Workflow, WorkflowDay, WorkflowRun
 from logs.retention import purge
+from rpa_monitor.tests.badinput import HAND_PICKED, TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -492,3 +494,23 @@ def test_the_admin_changelist_takes_any_query_without_a_500(admin_client: Client
     rollup_day(DAY, now=LATER)
     page = admin_client.get(reverse("admin:chains_workflowday_changelist") + "?" + query)
     assert page.status_code in (200, 302), page.status_code
+
+
+ADMIN_KEYS = ["day__year", "day__month", "day__day", "workflow__id__exact", "final__exact", "q", "o", "p"]
+ADMIN_VALUES = st.one_of(
+    TEXT,
+    st.integers().map(str),
+    st.sampled_from(HAND_PICKED),
+    st.sampled_from(["2026", "11", "20", "0", "00", "9999", "10000", "0001", "1", "True", "9" * 25]),
+)
+
+
+@given(query=st.dictionaries(st.sampled_from(ADMIN_KEYS), ADMIN_VALUES, min_size=1, max_size=4))
+def test_the_admin_changelist_takes_random_filters_without_a_500(query: dict[str, str]) -> None:
+    client = Client()
+    client.force_login(User.objects.get_or_create(username="boss", is_staff=True, is_superuser=True)[0])
+    if not WorkflowDay.objects.exists():
+        run(workflow(), NOON, 1.0)
+        rollup_day(DAY, now=LATER)
+    page = client.get(reverse("admin:chains_workflowday_changelist") + "?" + urlencode(query))
+    assert page.status_code in (200, 302, 400), (query, page.status_code)
