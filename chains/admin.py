@@ -740,3 +740,7 @@ class WorkflowRunAdmin(RunColumns, CancelAction, ReadOnlyAdmin):
     @admin.display(description="logs")
     def log_link(self, obj: WorkflowRun) -> str:
         return logs_link(obj.pk)
+
+
+# The daily aggregates admin lives in its own module; importing it registers it.
+from chains import admin_daily  # noqa: E402, F401

@@ -217,6 +217,8 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "rpa-monitor@localhost")
+# With EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: where messages are written.
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Logging -----------------------------------------------------------------

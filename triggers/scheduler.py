@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alerts.rules import evaluate_rules
+from chains.daily import rollup_tick
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
@@ -80,9 +81,9 @@ class Reporting(Protocol):
     def summary(self) -> str: ...
 
 
-# What a tick does once the due work has started: alert rules first, notifications
-# last (a slow webhook must not delay a fire or a rule).
-AFTER_FIRES: list[Callable[[datetime], Reporting]] = [evaluate_rules]
+# What a tick does once the due work has started: alert rules, the daily aggregates,
+# then notifications last (a slow webhook must not delay a fire or a rule).
+AFTER_FIRES: list[Callable[[datetime], Reporting]] = [evaluate_rules, rollup_tick]
 
 
 def after_fires(now: datetime) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry as AdminLogEntry
+from django.db import models
 from django.test import Client
 from django.urls import reverse
 from hypothesis import given
@@ -22,7 +23,14 @@ from rpa_monitor.tests.badinput import (
 )
 
 pytestmark = pytest.mark.django_db
-TABLES = [AlertRule, AlertRule.channels.through, NotificationChannel, Alert, Delivery, AdminLogEntry]
+TABLES: list[type[models.Model]] = [
+    AlertRule,
+    AlertRule.channels.through,
+    NotificationChannel,
+    Alert,
+    Delivery,
+    AdminLogEntry,
+]
 RULE_FIELDS = [
     "name",
     "kind",

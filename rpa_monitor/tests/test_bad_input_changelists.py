@@ -42,6 +42,7 @@ CHANGELISTS = {
     "chains_workflow": ["kind__exact", "enabled__exact"],
     "chains_chain": ["enabled__exact"],
     "api_apitoken": ["revoked_at__isempty"],
+    "chains_workflowday": ["workflow__id__exact", "final__exact", "day__year", "day__month", "day__day"],
     "alerts_alert": ["open", "status__exact", "severity__exact", "rule__id__exact", "since", "until"],
     "alerts_alertrule": ["kind__exact", "severity__exact", "enabled__exact"],
     "alerts_notificationchannel": ["kind__exact", "enabled__exact"],
