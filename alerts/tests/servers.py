@@ -62,6 +62,13 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many notifications connect at once (one thread each): the default backlog of 5
+    # would make the kernel reset some connections, a failure of the test server.
+    request_queue_size = 128
+
+
 class RecordingHTTPServer:
     """A real ThreadingHTTPServer on 127.0.0.1 (a free port) that records every request."""
 
@@ -78,8 +85,7 @@ class RecordingHTTPServer:
         self._reply = Reply(list(statuses) or [200], delay, body, dict(headers or {}))
         self._served = 0
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="recording-http", daemon=True)
 
     @property
