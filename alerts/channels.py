@@ -369,8 +369,17 @@ ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\"\]\)]+)")
 
 def _reason(exc: BaseException) -> str:
     """The socket error under requests' and urllib3's wrapping, e.g. "Connection refused"."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    queue, seen = [exc], set()
+    while queue:  # breadth first: the error nearest the top that says what the socket saw
+        error = queue.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        # The socket's own error (requests' exceptions are OSErrors too, but only wrappers).
+        if isinstance(error, OSError) and not isinstance(error, requests.RequestException):
+            return error.strerror or _short(str(error), 200) or type(error).__name__
+        linked = [*error.args, getattr(error, "reason", None), error.__cause__, error.__context__]
+        queue += [item for item in linked if isinstance(item, BaseException)]
     found = ERRNO_RE.search(str(exc))
     return found.group(1).strip() if found else _short(str(exc), 200)
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -350,6 +351,30 @@ def test_it_records_a_refused_connection(make_channel: MakeChannel, make_alert: 
     assert counts(deliver_pending(T0)) == (0, 1, 0)
     delivery = stored(alert)
     assert (delivery.error, delivery.response_code) == ("connection failed: Connection refused", None)
+
+
+@pytest.mark.django_db
+def test_it_records_a_connection_closed_without_an_answer(
+    make_channel: MakeChannel, make_alert: MakeAlert
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def hang_up() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(65536)
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        alert = make_alert([make_channel("webhook", f"http://127.0.0.1:{listener.getsockname()[1]}/")])
+        queued(alert)
+        assert counts(deliver_pending(T0)) == (0, 1, 0)
+        thread.join(5)
+    delivery = stored(alert)
+    assert (delivery.error, delivery.response_code) == (
+        "connection failed: Remote end closed connection without response",
+        None,
+    )
 
 
 @pytest.mark.django_db
