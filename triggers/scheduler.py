@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts.channels import deliver_pending
 from alerts.rules import evaluate_rules
 from chains.daily import rollup_tick
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
@@ -83,7 +84,7 @@ class Reporting(Protocol):
 
 # What a tick does once the due work has started: alert rules, the daily aggregates,
 # then notifications last (a slow webhook must not delay a fire or a rule).
-AFTER_FIRES: list[Callable[[datetime], Reporting]] = [evaluate_rules, rollup_tick]
+AFTER_FIRES: list[Callable[[datetime], Reporting]] = [evaluate_rules, rollup_tick, deliver_pending]
 
 
 def after_fires(now: datetime) -> list[str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from alerts.models import Alert, AlertRule
+from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
+from alerts.tests.servers import RecordingHTTPServer, RecordingSMTPServer, free_port
 from chains.models import RunStatus, Workflow, WorkflowRun
 from rpa_monitor.test import manage
 from triggers import scheduler
@@ -49,3 +52,39 @@ def test_a_failing_step_after_the_fires_does_not_stop_the_tick(monkeypatch: pyte
     report = scheduler.tick()
     assert report.after[0] == "broken failed: rules table is gone"
     assert report.after[1].startswith("0 rule(s)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_notifies_a_webhook_and_an_email_and_a_dead_channel_does_not_stop_them(
+    http_server: RecordingHTTPServer, smtp_server: RecordingSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path in real processes: fire_triggers evaluates, queues, and sends (signed)."""
+    workflow = Workflow.objects.create(slug="bot", name="bot", command=["true"])
+    rule = AlertRule.objects.create(
+        name="bot failed",
+        kind="workflow_failed",
+        severity="critical",
+        created_at=timezone.now() - timedelta(1),
+    )
+    hook = NotificationChannel.objects.create(name="hook", kind="webhook", target=http_server.url, secret="k")
+    mail = NotificationChannel.objects.create(name="mail", kind="email", target="ops@example.com")
+    dead = NotificationChannel.objects.create(
+        name="dead", kind="slack", target=f"http://127.0.0.1:{free_port()}/"
+    )
+    rule.channels.set([hook, mail, dead])
+    failed_run(workflow)
+
+    for name, value in {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_server.port)}.items():
+        monkeypatch.setenv(name, value)  # the child process's mail settings
+    done = manage("fire_triggers")
+    assert done.returncode == 0, done.stderr
+    (request,) = http_server.wait_for(1)
+    assert request.json["event"] == "triggered"
+    assert request.json["subject"] == "bot"
+    expected = "sha256=" + hmac.new(b"k", request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers["X-RPA-Signature"], expected)
+    (message,) = smtp_server.wait_for(1)
+    assert "[CRITICAL]" in message["Subject"]
+    outcomes = dict(Delivery.objects.values_list("channel__name", "outcome"))
+    assert outcomes == {"hook": "sent", "mail": "sent", "dead": "pending"}
+    assert "connection" in Delivery.objects.get(channel=dead).error.lower()
