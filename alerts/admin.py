@@ -13,8 +13,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
-from chains.admin import ReadOnlyAdmin
-from rpa_monitor.lib.admin import BadInputGuard, DateRangeFilter, KeyAutocompleteSelect, SafeJSONField, badge
+from rpa_monitor.lib.admin import (
+    BadInputGuard,
+    DateRangeFilter,
+    KeyAutocompleteSelect,
+    ReadOnlyAdmin,
+    SafeJSONField,
+    badge,
+)
 
 
 class AlertRuleForm(forms.ModelForm):
@@ -150,21 +156,26 @@ class TriggeredRangeFilter(DateRangeFilter):
     field_name = "triggered_at"
 
 
+# What a delivery shows, on its own page and inline on its alert's.
+DELIVERY_FIELDS = (
+    "channel",
+    "event",
+    "outcome_badge",
+    "attempts",
+    "response_code",
+    "error",
+    "created_at",
+    "last_attempt_at",
+    "next_attempt_at",
+    "sent_at",
+)
+
+
 class DeliveryInline(admin.TabularInline):
     model = Delivery
     extra = 0
     can_delete = False
-    readonly_fields = (
-        "channel",
-        "event",
-        "outcome_badge",
-        "attempts",
-        "response_code",
-        "error",
-        "last_attempt_at",
-        "next_attempt_at",
-        "sent_at",
-    )
+    readonly_fields = DELIVERY_FIELDS
     fields = readonly_fields
     ordering = ["id"]
 
@@ -276,19 +287,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["alert", "channel"]
     search_fields = ["error"]
     raw_id_fields = ["alert"]
-    readonly_fields = (
-        "alert",
-        "channel",
-        "event",
-        "outcome_badge",
-        "attempts",
-        "response_code",
-        "error",
-        "created_at",
-        "last_attempt_at",
-        "next_attempt_at",
-        "sent_at",
-    )
+    readonly_fields = ("alert", *DELIVERY_FIELDS)
     fields = readonly_fields
 
     @admin.display(description="outcome", ordering="outcome")

@@ -35,9 +35,9 @@ from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
     STATUS_COLOURS,
     BadInputGuard,
-    CappedCountPaginator,
     DateRangeFilter,
     KeyAutocompleteSelect,
+    ReadOnlyAdmin,
     SafeJSONField,
     badge,
     format_duration,
@@ -392,25 +392,6 @@ class ChainAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
     @admin.action(description="Disable selected", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Chain]) -> None:
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} chain(s).")
-
-
-class ReadOnlyAdmin(BadInputGuard, admin.ModelAdmin):
-    """Runs are history: viewable, never edited by hand (retention deletes them)."""
-
-    show_full_result_count = False
-    # Facet counts run a COUNT per filter choice over the whole table (millions of log rows).
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
-    list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RunColumns:

@@ -16,7 +16,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpRequest
 
 from chains.models import WorkflowDay
-from rpa_monitor.lib.admin import BadInputGuard, CappedCountPaginator, format_duration, format_rate
+from rpa_monitor.lib.admin import ReadOnlyAdmin, format_duration, format_rate
 
 # Date hierarchy years Django can turn into a [from, to) range in any time zone: it computes
 # datetime(year) and the next year, and an out-of-range one raised OverflowError (a 500).
@@ -28,7 +28,7 @@ def _seconds(value: float | None) -> str:
 
 
 @admin.register(WorkflowDay)
-class WorkflowDayAdmin(BadInputGuard, admin.ModelAdmin):
+class WorkflowDayAdmin(ReadOnlyAdmin):
     list_display = [
         "day",
         "workflow",
@@ -46,9 +46,6 @@ class WorkflowDayAdmin(BadInputGuard, admin.ModelAdmin):
     list_select_related = ["workflow"]
     search_fields = ["workflow__slug"]
     ordering = ["-day", "workflow__slug"]
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
     list_per_page = 100
     fields = readonly_fields = (
         "workflow",
@@ -97,12 +94,3 @@ class WorkflowDayAdmin(BadInputGuard, admin.ModelAdmin):
             if part == "year" and int(value) not in YEARS:
                 raise IncorrectLookupParameters("day__year is out of range")
         return super().get_changelist_instance(request)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

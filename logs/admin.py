@@ -19,12 +19,11 @@ from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect, Str
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from chains.admin import ReadOnlyAdmin
 from chains.models import Workflow
 from logs.export import filename, stream_zip
 from logs.models import LogCount, LogEntry
 from rpa_monitor.errors import RPAMonitorError
-from rpa_monitor.lib.admin import DateRangeFilter, badge
+from rpa_monitor.lib.admin import DateRangeFilter, ReadOnlyAdmin, badge
 from rpa_monitor.lib.dates import DateRange, parse_bound
 
 MAX_ID = 2**63 - 1

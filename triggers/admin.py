@@ -12,11 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from chains.admin import ExecutePermission, ReadOnlyAdmin
+from chains.admin import ExecutePermission
 from rpa_monitor.lib.admin import (
     BadInputGuard,
     DateRangeFilter,
     KeyAutocompleteSelect,
+    ReadOnlyAdmin,
     SafeJSONField,
     badge,
     format_duration,

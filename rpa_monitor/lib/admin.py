@@ -251,3 +251,22 @@ def _first(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[-1] if value else None
     return value or None
+
+
+class ReadOnlyAdmin(BadInputGuard, admin.ModelAdmin):
+    """History (runs, fires, alerts, aggregates): viewable, never edited by hand."""
+
+    show_full_result_count = False
+    # Facet counts run a COUNT per filter choice over the whole table (millions of log rows).
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
