@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
@@ -36,12 +37,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from alerts.models import Alert
+from chains.daily import slower_than_usual
 from chains.models import (
     ACTIVE_STATUSES,
     FAILED_STATUSES,
     ChainRun,
     RunMinute,
     RunStatus,
+    Workflow,
     WorkflowDay,
     WorkflowRun,
 )
@@ -84,11 +87,29 @@ def dashboard_data(now: datetime | None = None) -> dict[str, Any]:
         "running": running_runs(now),
         "alerts": open_alerts(now),
         "scheduler": scheduler_status(now),
-        # "Slower than usual" flags (chains.daily.slower_than_usual), wired in later. The page
-        # renders each item as {"workflow": slug, "url": its runs, "median_seconds": this week,
-        # "baseline_seconds": the four weeks before, "ratio": median / baseline}.
-        "slow": [],
+        "slow": slow_workflows(now),
     }
+
+
+def slow_workflows(now: datetime) -> list[dict[str, Any]]:
+    """Workflows whose median duration this week exceeds 1.5x the four weeks before, slowest first.
+
+    Read from the daily aggregates (workflows x 35 rows), never from the runs.
+    """
+    flags = slower_than_usual(now)
+    slugs = dict(Workflow.objects.filter(pk__in=list(flags)).values_list("pk", "slug"))
+    runs = reverse("admin:chains_workflowrun_changelist")
+    return [
+        {
+            "workflow": slugs[pk],
+            "url": f"{runs}?workflow__id__exact={pk}",
+            "median_seconds": _round(flag.median_week),
+            "baseline_seconds": _round(flag.median_before),
+            "ratio": round(flag.ratio, 2),
+        }
+        for pk, flag in sorted(flags.items(), key=lambda item: -item[1].ratio)
+        if pk in slugs
+    ]
 
 
 # -- counts and rates ------------------------------------------------------------------
@@ -379,12 +400,22 @@ def _clock(moment: datetime | None, fmt: str = "%H:%M:%S") -> str | None:
 # -- views (staff only: wrapped in admin.site.admin_view in urls.py) ----------------------
 
 
+def visible_data(request: HttpRequest) -> dict[str, Any]:
+    """The dashboard for this user: runs need chains.view_workflowrun, alerts alerts.view_alert."""
+    if not request.user.has_perm("chains.view_workflowrun"):
+        raise PermissionDenied("The dashboard needs the permission to view workflow runs.")
+    data = dashboard_data()
+    if not request.user.has_perm("alerts.view_alert"):
+        data["alerts"] = {"open": 0, "limit": ALERT_LIMIT, "items": []}
+    return data
+
+
 @require_GET
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
-        "data": dashboard_data(),
+        "data": visible_data(request),
         "data_url": reverse("rpa_dashboard_data"),
         "refresh_seconds": REFRESH_SECONDS,
         "status_colours": STATUS_COLOURS,
@@ -394,6 +425,6 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def dashboard_data_view(request: HttpRequest) -> JsonResponse:
-    response = JsonResponse(dashboard_data())
+    response = JsonResponse(visible_data(request))
     response["Cache-Control"] = "no-store"
     return response

@@ -35,8 +35,8 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 # Queries of one dashboard_data() call, whatever the history: counts (2), chain counts (2),
 # trailing hour, durations, chart, running runs, their ETA (one UNION ALL), alerts (+ a count
-# past the limit), scheduler tick.
-MAX_QUERIES = 12
+# past the limit), scheduler tick, slower-than-usual flags (+ their slugs when there are some).
+MAX_QUERIES = 13
 
 
 def workflow(slug: str) -> Workflow:
@@ -331,8 +331,38 @@ def test_a_scheduler_that_never_ticked_is_stale() -> None:
     }
 
 
-def test_slow_flags_are_an_empty_list_for_now() -> None:
-    assert dashboard_data(NOW)["slow"] == []
+def test_it_flags_workflows_slower_than_usual_from_the_daily_aggregates() -> None:
+    steady, slow = workflow("steady"), workflow("slow")
+    for days_ago in range(35):
+        for wf, before, week in ((steady, 10.0, 10.0), (slow, 10.0, 20.0)):
+            seconds = week if days_ago < 7 else before
+            WorkflowDay.objects.create(
+                workflow=wf,
+                day=NOW.date() - timedelta(days=days_ago),
+                runs=4,
+                successes=4,
+                duration_count=4,
+                duration_sum=4 * seconds,
+                p50=seconds,
+                histogram=histogram_of([seconds] * 4),
+                final=days_ago > 0,
+            )
+    (flag,) = dashboard_data(NOW)["slow"]
+    assert flag["workflow"] == "slow"
+    assert flag["url"].endswith(f"?workflow__id__exact={slow.pk}")
+    assert 1.5 < flag["ratio"] < 2.5
+    assert flag["median_seconds"] > flag["baseline_seconds"]
+
+
+def histogram_of(durations: list[float]) -> list[int]:
+    import bisect
+
+    from chains.models import DAY_BUCKETS
+
+    counts = [0] * (len(DAY_BUCKETS) + 1)
+    for seconds in durations:
+        counts[bisect.bisect_left(DAY_BUCKETS, seconds)] += 1
+    return counts
 
 
 # -- bounded queries -------------------------------------------------------------------------
@@ -392,6 +422,24 @@ def test_the_page_and_its_json_are_for_staff_only(client: Client) -> None:
     User.objects.create_user("clerk", password="pw-1234-not-staff")
     client.login(username="clerk", password="pw-1234-not-staff")
     assert client.get(reverse("rpa_dashboard_data")).status_code == 302
+
+
+def test_staff_need_the_run_view_permission_and_see_alerts_only_with_theirs(client: Client) -> None:
+    from django.contrib.auth.models import Permission
+
+    rule = AlertRule.objects.create(name="r", kind="workflow_failed")
+    Alert.objects.create(rule=rule, subject="bot", severity="warning", summary="bot failed")
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("rpa_dashboard")).status_code == 403
+    assert client.get(reverse("rpa_dashboard_data")).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_workflowrun"))
+    staff = User.objects.get(pk=staff.pk)  # fresh permission cache
+    client.force_login(staff)
+    assert client.get(reverse("rpa_dashboard_data")).json()["alerts"]["items"] == []
+    staff.user_permissions.add(Permission.objects.get(codename="view_alert"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert client.get(reverse("rpa_dashboard_data")).json()["alerts"]["open"] == 1
 
 
 def test_it_serves_the_dashboard_page_in_the_admin(admin_client: Client) -> None:
