@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
+from chains.admin import CreatedRangeFilter
 from rpa_monitor.lib.admin import (
     BadInputGuard,
     DateRangeFilter,
@@ -264,10 +265,6 @@ class AlertAdmin(ReadOnlyAdmin):
                 done += 1
         skipped = len(queryset) - done
         self.message_user(request, f"Resolved {done} alert(s); {skipped} were already resolved.")
-
-
-class CreatedRangeFilter(DateRangeFilter):
-    field_name = "created_at"
 
 
 @admin.register(Delivery)

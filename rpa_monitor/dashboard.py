@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from alerts.models import Alert
+from chains import daily
 from chains.daily import slower_than_usual
 from chains.models import (
     ACTIVE_STATUSES,
@@ -210,13 +211,8 @@ def duration_percentiles(now: datetime) -> dict[str, Any]:
 
 
 def percentile(ordered: Sequence[float], p: float) -> float | None:
-    """The p-th percentile of sorted values, interpolating between closest ranks; None when empty."""
-    if not ordered:
-        return None
-    rank = p / 100 * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    """The p-th percentile (0-100) of sorted values, the daily aggregates' definition."""
+    return daily.percentile(ordered, p / 100)
 
 
 def _round(value: float | None) -> float | None:
