@@ -645,6 +645,15 @@ class RunMinute(models.Model):
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M}: {self.failed}/{self.finished}"
 
+    @classmethod
+    def totals(cls, since: datetime, until: datetime | None = None) -> tuple[int, int]:
+        """(finished, failed) runs of the minutes from `since` (to `until`): the trailing-hour rates."""
+        minutes = cls.objects.filter(minute__gte=since)
+        if until is not None:
+            minutes = minutes.filter(minute__lte=until)
+        totals = minutes.aggregate(finished=models.Sum("finished"), failed=models.Sum("failed"))
+        return totals["finished"] or 0, totals["failed"] or 0
+
 
 def success_rate(counts: dict[str, int]) -> float | None:
     """Percent of finished runs that succeeded (cancelled runs do not count)."""

@@ -155,10 +155,7 @@ def _counts(day_start: datetime, active: dict[str, int], finished: dict[str, int
 
 def last_hour_rates(now: datetime) -> dict[str, Any]:
     """Success and error rate of the workflow runs finished in the trailing hour (as /metrics' error_rate)."""
-    totals = RunMinute.objects.filter(minute__gte=now - timedelta(hours=1), minute__lte=now).aggregate(
-        finished=Sum("finished"), failed=Sum("failed")
-    )
-    finished, failed = totals["finished"] or 0, totals["failed"] or 0  # cancelled runs are not in RunMinute
+    finished, failed = RunMinute.totals(now - timedelta(hours=1), now)  # cancelled runs are not counted
     return {
         "finished": finished,
         "failed": failed,
@@ -185,25 +182,20 @@ def duration_percentiles(now: datetime) -> dict[str, Any]:
         "workflow_id", "workflow__slug", "status", "started_at", "finished_at"
     )
     slugs: dict[int, str] = {}
-    runs: dict[int, int] = defaultdict(int)
-    failures: dict[int, int] = defaultdict(int)
-    durations: dict[int, list[float]] = defaultdict(list)
+    stats: dict[int, daily.DayStats] = defaultdict(daily.DayStats)  # counted as the daily rollup counts
     for workflow_id, slug, status, started_at, finished_at in rows.iterator(chunk_size=2000):
         slugs[workflow_id] = slug
-        runs[workflow_id] += 1
-        failures[workflow_id] += status in FAILED_STATUSES
-        if started_at is not None and finished_at is not None:
-            durations[workflow_id].append(max(0.0, (finished_at - started_at).total_seconds()))
+        stats[workflow_id].add(status, started_at, finished_at)
     changelist = reverse("admin:chains_workflowrun_changelist")
     workflows = []
     for workflow_id, slug in sorted(slugs.items(), key=lambda item: item[1]):
-        values = sorted(durations[workflow_id])
+        values = sorted(stats[workflow_id].durations)
         workflows.append(
             {
                 "workflow": slug,
                 "url": f"{changelist}?workflow__id__exact={workflow_id}",
-                "runs": runs[workflow_id],
-                "failures": failures[workflow_id],
+                "runs": stats[workflow_id].runs,
+                "failures": stats[workflow_id].failures,
                 **{f"p{p}": _round(percentile(values, p)) for p in PERCENTILES},
             }
         )

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -124,11 +124,7 @@ def active_workflows() -> Metric:
 
 
 def error_rate() -> Metric:
-    since = timezone.now() - timedelta(hours=1)
-    totals = RunMinute.objects.filter(minute__gte=since).aggregate(
-        finished=Sum("finished"), failed=Sum("failed")
-    )
-    finished, failed = totals["finished"] or 0, totals["failed"] or 0
+    finished, failed = RunMinute.totals(timezone.now() - timedelta(hours=1))
     percent = 100.0 * failed / finished if finished else 0.0
     return GaugeMetricFamily(
         "error_rate", "Percent of workflow runs finished in the trailing hour that failed.", value=percent
