@@ -17,7 +17,8 @@ from chains.admin import CreatedRangeFilter
 from rpa_monitor.lib.admin import (
     BadInputGuard,
     DateRangeFilter,
-    KeyAutocompleteSelect,
+    EnableActions,
+    KeyAutocompleteAdmin,
     ReadOnlyAdmin,
     SafeJSONField,
     badge,
@@ -44,7 +45,8 @@ class AlertRuleForm(forms.ModelForm):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(BadInputGuard, admin.ModelAdmin):
+class AlertRuleAdmin(BadInputGuard, EnableActions, KeyAutocompleteAdmin):
+    toggle_noun = "rule"
     form = AlertRuleForm
     list_display = ["name", "kind", "scope", "params_text", "severity_badge", "enabled", "open_alerts"]
     list_filter = ["kind", "severity", "enabled"]
@@ -60,11 +62,6 @@ class AlertRuleAdmin(BadInputGuard, admin.ModelAdmin):
         ("Notifications", {"fields": ["channels", "cooldown_seconds", "quiet_hours"]}),
         ("State", {"fields": ["evaluated_at", "created_at", "updated_at"]}),
     ]
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name in self.autocomplete_fields:
-            kwargs["widget"] = KeyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="scope")
     def scope(self, obj: AlertRule) -> str:
@@ -85,23 +82,6 @@ class AlertRuleAdmin(BadInputGuard, admin.ModelAdmin):
             return "0"
         url = reverse("admin:alerts_alert_changelist") + f"?rule__id__exact={obj.pk}&open=yes"
         return format_html('<a href="{}">{}</a>', url, count)
-
-    @admin.action(description="Enable selected", permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
-        self._set_enabled(request, queryset, True)
-
-    @admin.action(description="Disable selected", permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[AlertRule]) -> None:
-        self._set_enabled(request, queryset, False)
-
-    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[AlertRule], enabled: bool) -> None:
-        changed = 0
-        for rule in queryset.exclude(enabled=enabled):
-            rule.enabled = enabled
-            rule.save(update_fields=["enabled", "updated_at"])
-            self.log_change(request, rule, "Enabled" if enabled else "Disabled")
-            changed += 1
-        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} rule(s).")
 
 
 class ChannelForm(forms.ModelForm):

@@ -195,6 +195,11 @@ class AlertRule(models.Model):
             return {"chain": f"{self.kind} rules are about workflows: choose a workflow or none."}
         return {}
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Enable or disable; a disabled rule's open alerts resolve at the next tick."""
+        self.enabled = enabled
+        self.save(update_fields=["enabled", "updated_at"])
+
     def param(self, name: str) -> Any:
         """The rule's parameter, or its kind's default."""
         value = (self.params or {}).get(name)

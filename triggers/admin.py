@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -16,7 +14,8 @@ from chains.admin import ExecutePermission
 from rpa_monitor.lib.admin import (
     BadInputGuard,
     DateRangeFilter,
-    KeyAutocompleteSelect,
+    EnableActions,
+    KeyAutocompleteAdmin,
     ReadOnlyAdmin,
     SafeJSONField,
     badge,
@@ -47,7 +46,8 @@ class TriggerForm(forms.ModelForm):
 
 
 @admin.register(Trigger)
-class TriggerAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
+class TriggerAdmin(BadInputGuard, ExecutePermission, EnableActions, KeyAutocompleteAdmin):
+    toggle_noun = "trigger"
     form = TriggerForm
     list_display = [
         "name",
@@ -71,11 +71,6 @@ class TriggerAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
         ("When", {"fields": ["config", "upcoming", "last_fired", "next_fire_at", "problem"]}),
         ("History", {"fields": ["recent_fires"]}),
     ]
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        if db_field.name in self.autocomplete_fields:
-            kwargs["widget"] = KeyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="target")
     def target_link(self, obj: Trigger) -> str:
@@ -126,23 +121,6 @@ class TriggerAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
             self.log_change(request, trigger, f"Fired now: {fire.outcome}")
             level = messages.SUCCESS if fire.outcome == TriggerFire.Outcome.STARTED else messages.WARNING
             self.message_user(request, f"{trigger.name}: {fire.outcome} {fire.detail}".strip(), level)
-
-    @admin.action(description="Enable selected", permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:
-        self._set_enabled(request, queryset, True)
-
-    @admin.action(description="Disable selected", permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:
-        self._set_enabled(request, queryset, False)
-
-    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Trigger], enabled: bool) -> None:
-        changed = 0
-        for trigger in queryset:
-            if trigger.enabled != enabled:
-                trigger.set_enabled(enabled)
-                self.log_change(request, trigger, "Enabled" if enabled else "Disabled")
-                changed += 1
-        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {changed} trigger(s).")
 
 
 class FiredRangeFilter(DateRangeFilter):

@@ -242,3 +242,18 @@ def test_alert_pages_render_with_their_filters(client: Client, world: dict[str, 
     page = client.get(reverse("admin:alerts_alert_change", args=[alert.pk]))
     assert page.status_code == 200
     assert b"HTTP 500" in page.content
+
+
+def test_it_disables_and_enables_rules_from_the_changelist_with_an_audit_entry(
+    client: Client, world: dict[str, Any]
+) -> None:
+    rule = AlertRule.objects.create(name="r", kind="workflow_failed")
+    changelist = reverse("admin:alerts_alertrule_changelist")
+    client.post(changelist, {"action": "disable", "_selected_action": [rule.pk]})
+    rule.refresh_from_db()
+    assert not rule.enabled
+    client.post(changelist, {"action": "enable", "_selected_action": [rule.pk]})
+    rule.refresh_from_db()
+    assert rule.enabled
+    history = AdminLogEntry.objects.filter(object_id=str(rule.pk)).values_list("change_message", flat=True)
+    assert sorted(history) == ["Disabled", "Enabled"]

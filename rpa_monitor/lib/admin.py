@@ -270,3 +270,37 @@ class ReadOnlyAdmin(BadInputGuard, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class KeyAutocompleteAdmin(admin.ModelAdmin):
+    """`autocomplete_fields` rendered with KeyAutocompleteSelect (a garbage id is a form error)."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.autocomplete_fields:
+            kwargs["widget"] = KeyAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class EnableActions(admin.ModelAdmin):
+    """The "Enable selected" / "Disable selected" actions: each object's own `set_enabled()`
+    (whatever enabling means for it), recorded in its history. `toggle_noun` names them."""
+
+    toggle_noun = "object"
+
+    @admin.action(description="Enable selected", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Any], enabled: bool) -> None:
+        changed = 0
+        for obj in queryset:
+            if obj.enabled != enabled:
+                obj.set_enabled(enabled)
+                self.log_change(request, obj, "Enabled" if enabled else "Disabled")
+                changed += 1
+        verb = "Enabled" if enabled else "Disabled"
+        self.message_user(request, f"{verb} {changed} {self.toggle_noun}(s).")
