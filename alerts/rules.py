@@ -437,16 +437,13 @@ def check_stale(rule: AlertRule, now: datetime, since: datetime, open_subjects: 
     # The status is checked here, not in SQL: with it there, SQLite walks every abandoned run
     # ever (the status index) instead of the recent window of the finished_at index.
     recent = runs.order_by().values_list("workflow_id", "status")
-    candidates = WORKFLOWS.slugs(pk for pk, status in recent if status == RunStatus.ABANDONED)
-    candidates |= WORKFLOWS.slugs(WORKFLOWS.ids(open_subjects).values())
+    abandoned = {pk for pk, status in recent if status == RunStatus.ABANDONED}
+    candidates = WORKFLOWS.slugs(abandoned | set(WORKFLOWS.ids(open_subjects).values()))
     verdicts: Verdicts = {}
     for workflow_id, slug in candidates.items():
-        latest = (
-            WorkflowRun.objects.filter(workflow_id=workflow_id, status__in=FINISHED_STATUSES)
-            .exclude(status=RunStatus.CANCELLED)
-            .order_by("-id")
-            .first()
-        )
+        # The latest finished run, retried attempts included (an abandoned run is never retried).
+        latest_runs = decided_runs(WORKFLOWS, workflow_id, 1)
+        latest = latest_runs[0] if latest_runs else None
         if latest is None or latest.status != RunStatus.ABANDONED:
             verdicts[slug] = None
             continue
