@@ -41,7 +41,7 @@ from chains.daily import (
 )
 from chains.models import ChainRun, Workflow, WorkflowDay
 from rpa_monitor.errors import RPAMonitorError
-from rpa_monitor.lib.admin import format_duration
+from rpa_monitor.lib.admin import format_seconds
 from rpa_monitor.lib.cli import shown
 
 PERIOD_DAYS = {"day": 1, "week": 7}
@@ -260,18 +260,14 @@ def workflow_lines(period: Period, flags: dict[int, SlowFlag]) -> list[WorkflowL
 # -- rendering -----------------------------------------------------------------------------
 
 
-def seconds(value: float | None) -> str:
-    return "-" if value is None else format_duration(timedelta(seconds=value))
-
-
 def rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
 def slow_note(flag: SlowFlag) -> str:
     return (
-        f"slower than usual: median {seconds(flag.median_week)} over the last 7 days, "
-        f"{seconds(flag.median_before)} over the 4 weeks before ({flag.ratio:.1f}x)"
+        f"slower than usual: median {format_seconds(flag.median_week)} over the last 7 days, "
+        f"{format_seconds(flag.median_before)} over the 4 weeks before ({flag.ratio:.1f}x)"
     )
 
 
@@ -304,7 +300,7 @@ def render_text(report: Report) -> str:
         mark += "  SLOWER THAN USUAL" if w.slow else ""
         lines.append(
             f"{w.slug:<{width}}  {w.runs:>6}  {w.failures:>6}  {rate(w.success_rate):>7}  "
-            f"{seconds(w.p50):>9}  {seconds(w.p95):>9}  {seconds(w.p99):>9}{mark}"
+            f"{format_seconds(w.p50):>9}  {format_seconds(w.p95):>9}  {format_seconds(w.p99):>9}{mark}"
         )
     if not report.workflows:
         lines.append("(no workflow runs finished in this period)")
@@ -369,7 +365,14 @@ _HEADERS = ["workflow", "runs", "failed", "success", "p50", "p95", "p99", ""]
 
 def _html_row(w: WorkflowLine) -> SafeString:
     colour = "#dc3545" if w.failures else "inherit"
-    cells = [w.runs, w.failures, rate(w.success_rate), seconds(w.p50), seconds(w.p95), seconds(w.p99)]
+    cells = [
+        w.runs,
+        w.failures,
+        rate(w.success_rate),
+        format_seconds(w.p50),
+        format_seconds(w.p95),
+        format_seconds(w.p99),
+    ]
     numbers = format_html_join("", '<td style="{}">{}</td>', ((CELL.format("right"), c) for c in cells))
     note = "slower than usual" if w.slow else ""
     return format_html(
@@ -408,9 +411,9 @@ def render_pdf(report: Report) -> bytes:
                 str(w.runs),
                 str(w.failures),
                 rate(w.success_rate),
-                seconds(w.p50),
-                seconds(w.p95),
-                seconds(w.p99),
+                format_seconds(w.p50),
+                format_seconds(w.p95),
+                format_seconds(w.p99),
                 note,
             ]
         )

@@ -8,7 +8,6 @@ Min/Max, then its drill-down within a year or month) or the small Workflow table
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
@@ -16,15 +15,11 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpRequest
 
 from chains.models import WorkflowDay
-from rpa_monitor.lib.admin import ReadOnlyAdmin, format_duration, format_rate
+from rpa_monitor.lib.admin import ReadOnlyAdmin, format_rate, format_seconds
 
 # Date hierarchy years Django can turn into a [from, to) range in any time zone: it computes
 # datetime(year) and the next year, and an out-of-range one raised OverflowError (a 500).
 YEARS = range(2, 9999)
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else format_duration(timedelta(seconds=value))
 
 
 @admin.register(WorkflowDay)
@@ -70,19 +65,19 @@ class WorkflowDayAdmin(ReadOnlyAdmin):
 
     @admin.display(description="p50", ordering="p50")
     def p50_display(self, obj: WorkflowDay) -> str:
-        return _seconds(obj.p50)
+        return format_seconds(obj.p50)
 
     @admin.display(description="p95", ordering="p95")
     def p95_display(self, obj: WorkflowDay) -> str:
-        return _seconds(obj.p95)
+        return format_seconds(obj.p95)
 
     @admin.display(description="p99", ordering="p99")
     def p99_display(self, obj: WorkflowDay) -> str:
-        return _seconds(obj.p99)
+        return format_seconds(obj.p99)
 
     @admin.display(description="mean duration")
     def mean_display(self, obj: WorkflowDay) -> str:
-        return _seconds(obj.duration_sum / obj.duration_count if obj.duration_count else None)
+        return format_seconds(obj.duration_sum / obj.duration_count if obj.duration_count else None)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         for part, digits in (("year", 4), ("month", 2), ("day", 2)):

@@ -75,6 +75,11 @@ def format_duration(delta: timedelta | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def format_seconds(seconds: float | None) -> str:
+    """A duration given in seconds (the aggregates' percentiles), as format_duration shows it."""
+    return "-" if seconds is None else format_duration(timedelta(seconds=seconds))
+
+
 def format_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.0f}%"
 
