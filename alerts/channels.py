@@ -15,7 +15,7 @@ the transaction that opens or resolves the alert, and every scheduler tick calls
    the other channels. The threads only talk HTTP/SMTP; every database write
    happens back in the calling thread;
 4. records each outcome: 2xx → sent; anything else is stored (short error text,
-   response code) and retried with a doubling delay, until
+   response code; never the response body, see `alerts.egress`) and retried with a doubling delay, until
    RPA_ALERT_MAX_ATTEMPTS attempts → failed.
 
 A "resolved" notification never overtakes its alert's "triggered" one on the same
@@ -44,6 +44,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import F, Q
 from django.utils import timezone
 
+from alerts import egress
 from alerts.models import Alert, Delivery, NotificationChannel
 from logs import get_logger
 from rpa_monitor.lib.text import clean_text
@@ -52,7 +53,7 @@ log = get_logger("alerts")
 
 BATCH_SIZE = 50  # due deliveries per tick; each gets its own sending thread
 USER_AGENT = "rpa-monitor"
-ERROR_BODY_CHARS = 300
+ERROR_CHARS = 300
 MAX_BACKOFF = timedelta(days=1)
 PAGERDUTY_SUMMARY_CHARS = 1024
 SUBJECT_CHARS = 200
@@ -241,11 +242,11 @@ def build_request(channel: NotificationChannel, notice: Notice) -> Outbound:
     if channel.kind == Kind.EMAIL:
         return email_message(notice, channel.recipients)
     if channel.kind == Kind.WEBHOOK:
-        return _json_post(channel.target, webhook_payload(notice), secret=channel.secret)
+        return _json_post(channel.get_target(), webhook_payload(notice), secret=channel.get_secret())
     if channel.kind == Kind.SLACK:
-        return _json_post(channel.target, slack_payload(notice))
+        return _json_post(channel.get_target(), slack_payload(notice))
     if channel.kind == Kind.PAGERDUTY:
-        return _json_post(channel.target, pagerduty_payload(notice, channel.secret))
+        return _json_post(channel.get_target(), pagerduty_payload(notice, channel.get_secret()))
     raise ValueError(f"unknown channel kind {channel.kind!r}")
 
 
@@ -296,45 +297,42 @@ def send(outbound: Outbound, timeout: float) -> Result:
             return _send_email(outbound, timeout)
         return _post(outbound, timeout)
     except Exception as exc:  # an odd library error must not take the tick down
-        return Result(False, _short(f"{type(exc).__name__}: {exc}"))
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(outbound, EmailMessage):
+            return Result(False, _short(text))
+        return Result(False, _scrub(text, outbound.url))
 
 
 def _post(post: HttpPost, timeout: float) -> Result:
     try:
-        # No redirects: a webhook that moved is a configuration problem to show, and
-        # following it could re-POST the alert (and its signature) somewhere unexpected.
-        response = requests.post(
-            post.url,
-            data=post.body,
-            headers=post.headers,
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
-        )
+        # egress.post refuses private targets, pins the connection to the address it
+        # checked and follows no redirect: a webhook that moved is a configuration problem
+        # to show, and following it could re-POST the alert (and its signature) anywhere.
+        code = egress.post(post.url, post.body, post.headers, timeout)
+    except egress.RefusedTarget as exc:
+        return Result(False, str(exc))
     except requests.Timeout:
         return Result(False, f"timed out after {timeout:g} s")
     except requests.ConnectionError as exc:
-        return Result(False, f"connection failed: {_reason(exc)}")
+        return Result(False, _scrub(f"connection failed: {_reason(exc)}", post.url))
     except requests.RequestException as exc:
-        return Result(False, _short(f"request failed: {exc}"))
-    with response:
-        code = response.status_code
-        if 200 <= code < 300:
-            return Result(True, f"HTTP {code}", code)
-        if 300 <= code < 400:
-            where = response.headers.get("Location", "")
-            return Result(False, _short(f"HTTP {code}: redirect to {where} not followed"), code)
-        text = _short(_body_start(response))
-        return Result(False, f"HTTP {code}: {text}" if text else f"HTTP {code}", code)
+        return Result(False, _scrub(f"request failed: {exc}", post.url))
+    # Only the code and its standard phrase: the body, the server's reason text and a
+    # Location are what an internal service would leak through an error message.
+    if 200 <= code < 300:
+        return Result(True, egress.status_text(code), code)
+    if 300 <= code < 400:
+        return Result(False, f"{egress.status_text(code)} (redirects are not followed)", code)
+    return Result(False, egress.status_text(code), code)
 
 
-def _body_start(response: requests.Response) -> str:
-    """The start of an error body: enough for the error text, never a long or endless read."""
-    try:
-        head = response.raw.read(4 * ERROR_BODY_CHARS, decode_content=True) or b""
-    except Exception:  # a body that times out or breaks off: the status code is what counts
-        return ""
-    return head.decode("utf-8", "replace")
+def _scrub(text: str, url: str) -> str:
+    """An error text without the URL's path and query (a Slack webhook's path is its token)."""
+    parts = urlsplit(url)
+    for secret in (url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path):
+        if len(secret) > 1:
+            text = text.replace(secret, "…")
+    return _short(text)
 
 
 def _send_email(message: EmailMessage, timeout: float) -> Result:
@@ -384,7 +382,7 @@ def _reason(exc: BaseException) -> str:
     return found.group(1).strip() if found else _short(str(exc), 200)
 
 
-def _short(text: str, limit: int = ERROR_BODY_CHARS) -> str:
+def _short(text: str, limit: int = ERROR_CHARS) -> str:
     text = clean_text(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -14,6 +14,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts import egress
 from rpa_monitor.lib.text import unstorable_fields
 
 QUIET_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)\Z")
@@ -51,15 +52,52 @@ class NotificationChannel(models.Model):
     def clean(self) -> None:
         errors = unstorable_fields(self)
         if "target" not in errors:
-            errors.update(_target_errors(self.kind, self.target))
-        if self.kind == self.Kind.PAGERDUTY and not self.secret:
+            errors.update(_target_errors(self.kind, self.get_target()))
+        if self.kind == self.Kind.PAGERDUTY and not self.get_secret():
             errors.setdefault("secret", "PagerDuty needs its routing key (integration key) here.")
         if errors:
             raise ValidationError(errors)
 
+    # -- credentials -------------------------------------------------------------------
+    # `secret` (the HMAC key, the PagerDuty routing key) and an HTTP `target` (a Slack
+    # webhook's path is its token) are credentials: write-only in the admin, never shown
+    # back. Everything reads and writes them through these four methods, so encrypting
+    # them at rest (credentials/, RPA_SECRET_KEYS) changes only these.
+
+    def get_secret(self) -> str:
+        return self.secret
+
+    def set_secret(self, value: str) -> None:
+        self.secret = value
+
+    def get_target(self) -> str:
+        return self.target
+
+    def set_target(self, value: str) -> None:
+        self.target = value
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.get_secret())
+
+    @property
+    def target_is_credential(self) -> bool:
+        """An HTTP target is write-only (its URL can carry a token); email addresses are not."""
+        return self.kind in HTTP_KINDS
+
+    @property
+    def target_shown(self) -> str:
+        """What the admin may show of the target: email addresses, or the URL's scheme and host."""
+        return egress.masked(self.get_target()) if self.target_is_credential else self.get_target()
+
     @property
     def recipients(self) -> list[str]:
-        return [a.strip() for a in self.target.split(",") if a.strip()]
+        return [a.strip() for a in self.get_target().split(",") if a.strip()]
+
+
+HTTP_KINDS = frozenset(
+    {NotificationChannel.Kind.WEBHOOK, NotificationChannel.Kind.SLACK, NotificationChannel.Kind.PAGERDUTY}
+)
 
 
 def _target_errors(kind: str, target: str) -> dict[str, str]:
@@ -74,11 +112,13 @@ def _target_errors(kind: str, target: str) -> dict[str, str]:
             except ValidationError:
                 bad.append(address or "(empty)")
         return {"target": f"Not an email address: {', '.join(bad)}"} if bad else {}
+    # The URL itself is not repeated: it can be a credential the form never shows back.
     try:
         HTTP_URL(target)
     except ValidationError:
-        return {"target": f"Not an http(s) URL: {target[:200]!r}"}
-    return {}
+        return {"target": "Not an http(s) URL."}
+    problem = egress.target_problem(target)
+    return {"target": problem} if problem else {}
 
 
 # Which params each rule kind takes: name -> (type, minimum, maximum, default or None if required).

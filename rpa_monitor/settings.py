@@ -200,6 +200,9 @@ RPA_ALERT_HTTP_TIMEOUT = float(os.environ.get("RPA_ALERT_HTTP_TIMEOUT", "5"))
 # ... and a failed one is retried this many times in all, backing off from this delay (doubling).
 RPA_ALERT_MAX_ATTEMPTS = env_int("RPA_ALERT_MAX_ATTEMPTS", 5)
 RPA_ALERT_RETRY_SECONDS = env_int("RPA_ALERT_RETRY_SECONDS", 30)
+# Webhook, Slack and PagerDuty targets on loopback, link-local, private or reserved addresses are
+# refused (at save and after DNS at send) unless this is on: a channel must not reach internal services.
+RPA_ALLOW_PRIVATE_WEBHOOKS = env_bool("RPA_ALLOW_PRIVATE_WEBHOOKS", False)
 # The scheduler tick refreshes today's per-workflow daily aggregates at most this often.
 RPA_ROLLUP_SECONDS = env_int("RPA_ROLLUP_SECONDS", 300)
 # Daily aggregates are kept this many days (they outlive run and log retention).

@@ -16,6 +16,15 @@ MakeChannel = Callable[..., NotificationChannel]
 MakeAlert = Callable[..., Alert]
 
 
+@pytest.fixture(autouse=True)
+def allow_private_webhooks(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test servers listen on 127.0.0.1, which channels refuse by default (alerts.egress):
+    these tests allow it, here and in the processes they start. Tests of the refusal say
+    `settings.RPA_ALLOW_PRIVATE_WEBHOOKS = False`."""
+    settings.RPA_ALLOW_PRIVATE_WEBHOOKS = True
+    monkeypatch.setenv("RPA_ALLOW_PRIVATE_WEBHOOKS", "1")
+
+
 @pytest.fixture
 def http_server() -> Iterator[RecordingHTTPServer]:
     """A recording HTTP endpoint on 127.0.0.1 answering 200 (see `respond()` to change that)."""

@@ -15,6 +15,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -60,6 +61,7 @@ class Reply:
     delay: float = 0.0  # seconds before answering (longer than the client's timeout: a timeout)
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None  # the status line's text (None: the standard phrase)
 
 
 class _Server(ThreadingHTTPServer):
@@ -70,7 +72,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class RecordingHTTPServer:
-    """A real ThreadingHTTPServer on 127.0.0.1 (a free port) that records every request."""
+    """A real ThreadingHTTPServer on 127.0.0.1 (a free port; or `host`, `port`) that records every request."""
 
     def __init__(
         self,
@@ -79,19 +81,35 @@ class RecordingHTTPServer:
         delay: float = 0.0,
         body: bytes = b"ok",
         headers: dict[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
+        """`tls`: (certificate file, key file) to serve HTTPS; `server_names` records each SNI."""
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._reply = Reply(list(statuses) or [200], delay, body, dict(headers or {}))
         self._served = 0
         self._closing = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
+        self.server_names: list[str | None] = []
+        self.scheme = "http"
+        if tls is not None:
+            self.scheme = "https"
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="recording-http", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -104,10 +122,11 @@ class RecordingHTTPServer:
         delay: float = 0.0,
         body: bytes = b"ok",
         headers: dict[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         """Answer the next requests with `statuses` (the last one repeating)."""
         with self._lock:
-            self._reply = Reply(list(statuses) or [200], delay, body, dict(headers or {}))
+            self._reply = Reply(list(statuses) or [200], delay, body, dict(headers or {}), reason)
             self._served = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
@@ -159,7 +178,7 @@ class RecordingHTTPServer:
                 if reply.delay and recorder._closing.wait(reply.delay):
                     return
                 try:
-                    self.send_response(status)
+                    self.send_response(status, reply.reason)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(reply.body)))

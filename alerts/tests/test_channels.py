@@ -273,7 +273,7 @@ def test_it_retries_a_500_with_a_doubling_backoff_until_it_is_sent(
     assert counts(deliver_pending(T0)) == (0, 1, 0)
     delivery = stored(alert)
     assert (delivery.outcome, delivery.attempts, delivery.response_code) == ("pending", 1, 500)
-    assert delivery.error == "HTTP 500: upstream broke"
+    assert delivery.error == "HTTP 500 Internal Server Error"  # the body ("upstream broke") is not kept
     assert delivery.next_attempt_at == T0 + 30 * SECOND
 
     assert counts(deliver_pending(T0 + 29 * SECOND)) == (0, 0, 0)  # not before its backoff
@@ -303,7 +303,7 @@ def test_it_marks_a_delivery_failed_after_the_last_attempt(
 
     delivery = stored(alert)
     assert (delivery.outcome, delivery.attempts, delivery.response_code) == ("failed", 2, 503)
-    assert delivery.error == "HTTP 503: ok"
+    assert delivery.error == "HTTP 503 Service Unavailable"
     assert len(http_server.requests) == 2
 
 
@@ -388,20 +388,18 @@ def test_it_does_not_follow_redirects(
     assert [request.path for request in http_server.requests] == ["/hook"]
     delivery = stored(alert)
     assert (delivery.outcome, delivery.response_code) == ("pending", 302)
-    assert delivery.error == f"HTTP 302: redirect to {http_server.url}/moved not followed"
+    assert delivery.error == "HTTP 302 Found (redirects are not followed)"  # not even the Location
 
 
 @pytest.mark.django_db
-def test_it_stores_a_short_storable_error_from_a_long_binary_body(
+def test_it_stores_no_part_of_a_long_binary_body(
     http_server: RecordingHTTPServer, make_channel: MakeChannel, make_alert: MakeAlert
 ) -> None:
     http_server.respond(500, body=b"\x00\xff" + b"x" * 100_000)
     alert = make_alert([make_channel("webhook", http_server.url)])
     queued(alert)
     deliver_pending(T0)
-    error = stored(alert).error
-    assert error.startswith("HTTP 500: \ufffd\ufffdxxx")
-    assert len(error) <= len("HTTP 500: ") + 300
+    assert stored(alert).error == "HTTP 500 Internal Server Error"
 
 
 @pytest.mark.django_db
@@ -427,7 +425,7 @@ def test_it_does_not_let_failing_channels_stop_the_others(
     assert outcome["good"] == ("sent", "")
     assert outcome["mail"] == ("sent", "")
     assert outcome["dead"] == ("pending", "connection failed: Connection refused")
-    assert outcome["failing"] == ("pending", "HTTP 500: ok")
+    assert outcome["failing"] == ("pending", "HTTP 500 Internal Server Error")
     assert outcome["odd"] == ("pending", "could not build the notification: unknown channel kind 'fax'")
     assert [request.path for request in http_server.requests] == ["/good"]
     assert len(smtp_server.messages) == 1
@@ -600,7 +598,7 @@ def test_it_sends_a_test_notification_without_storing_a_delivery(
     http_server: RecordingHTTPServer, make_channel: MakeChannel
 ) -> None:
     hook = make_channel("webhook", http_server.url + "/hook", secret="s3cret")
-    assert send_test(hook) == (True, "HTTP 200")
+    assert send_test(hook) == (True, "HTTP 200 OK")
     [request] = http_server.requests
     assert hmac.compare_digest(request.headers["X-RPA-Signature"], expected_signature("s3cret", request.body))
     assert request.json["rule"] == "Test notification"
@@ -608,7 +606,7 @@ def test_it_sends_a_test_notification_without_storing_a_delivery(
     assert not Delivery.objects.exists()
 
     http_server.respond(500, body=b"nope")
-    assert send_test(hook) == (False, "HTTP 500: nope")
+    assert send_test(hook) == (False, "HTTP 500 Internal Server Error")
     closed = make_channel("slack", f"http://127.0.0.1:{free_port()}/")
     assert send_test(closed) == (False, "connection failed: Connection refused")
 
@@ -623,7 +621,7 @@ def test_it_sends_a_test_mail_and_resolves_a_test_pagerduty_incident(
     assert message["Subject"].startswith("[RPA Monitor][INFO] Test notification from RPA Monitor")
 
     pagerduty = make_channel("pagerduty", http_server.url, secret="key")
-    assert send_test(pagerduty) == (True, "HTTP 200; resolve: HTTP 200")
+    assert send_test(pagerduty) == (True, "HTTP 200 OK; resolve: HTTP 200 OK")
     trigger, resolve = (request.json for request in http_server.requests)
     assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
     assert trigger["dedup_key"] == resolve["dedup_key"] == f"rpa-monitor-test-{pagerduty.pk}"

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from django.conf import settings
@@ -129,8 +129,13 @@ class Site:
 
 
 @pytest.fixture
-def site(transactional_db: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Site]:
+def site(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Any
+) -> Iterator[Site]:
     """runserver and db_worker against this test's database; stopped before it is flushed."""
+    # The test's webhook listens on 127.0.0.1: allowed here and in the children (alerts.egress).
+    settings.RPA_ALLOW_PRIVATE_WEBHOOKS = True
+    monkeypatch.setenv("RPA_ALLOW_PRIVATE_WEBHOOKS", "1")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # start_manage() hands this environment to the children (and they to the bots).
