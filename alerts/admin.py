@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
+from alerts.models import HTTP_KINDS, Alert, AlertRule, Delivery, NotificationChannel
 from chains.admin import CreatedRangeFilter
 from rpa_monitor.lib.admin import (
     BadInputGuard,
@@ -84,20 +84,115 @@ class AlertRuleAdmin(BadInputGuard, EnableActions, KeyAutocompleteAdmin):
         return format_html('<a href="{}">{}</a>', url, count)
 
 
+class WriteOnlyInput(forms.TextInput):
+    """A text input that never renders a value: a stored credential never goes back to the page."""
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        return super().get_context(name, None, attrs)
+
+
+CREDENTIAL_FIELDS = ["target", "secret"]
+TARGET_MAX_LENGTH = NotificationChannel._meta.get_field("target").max_length
+
+
 class ChannelForm(forms.ModelForm):
+    """`target` (for HTTP kinds) and `secret` are write-only: blank keeps the stored value.
+
+    They are form fields of their own, not the model's (Meta.exclude), so the form never
+    copies them into the instance itself: `clean` hands them to the model's setters.
+    """
+
+    target = forms.CharField(
+        max_length=TARGET_MAX_LENGTH,
+        required=False,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text=NotificationChannel._meta.get_field("target").help_text,
+    )
+    secret = forms.CharField(
+        max_length=NotificationChannel._meta.get_field("secret").max_length,
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=NotificationChannel._meta.get_field("secret").help_text,
+    )
+    clear_secret = forms.BooleanField(required=False, label="Remove the stored secret")
+
     class Meta:
         model = NotificationChannel
-        fields = ["name", "kind", "target", "secret", "enabled"]
-        widgets = {"secret": forms.PasswordInput(render_value=True)}
+        fields = ["name", "kind", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance
+        posted_kind = self.data.get(self.add_prefix("kind")) if self.is_bound else None
+        if (stored.pk and stored.target_is_credential) or posted_kind in HTTP_KINDS:
+            self.fields["target"].widget = WriteOnlyInput(
+                attrs={"size": 60, "autocomplete": "off", "maxlength": TARGET_MAX_LENGTH}
+            )
+        elif stored.pk:
+            self.initial["target"] = stored.get_target()  # email addresses are shown
+        if stored.pk and stored.target_is_credential:
+            self.fields["target"].help_text = (
+                f"Set to {stored.target_shown} (the rest is not shown: it can hold a token). "
+                "Leave blank to keep it; a new URL replaces it."
+            )
+        if stored.pk and stored.has_secret:
+            self.fields["secret"].help_text = "A secret is set (never shown). Leave blank to keep it."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        stored = self.instance  # still as loaded: the model form copies the rest in _post_clean
+        kind = cleaned.get("kind") or stored.kind
+        target = cleaned.get("target") or ""
+        if not target.strip() and stored.pk and stored.target_is_credential and kind in HTTP_KINDS:
+            target = stored.get_target()  # kept; an email channel's addresses are in the form anyway
+        secret = cleaned.get("secret") or ""
+        if cleaned.get("clear_secret"):
+            if secret:
+                self.add_error("secret", "Either type a new secret or remove the stored one, not both.")
+        elif not secret and stored.pk:
+            secret = stored.get_secret()
+        stored.set_target(target)
+        stored.set_secret(secret)
+        return cleaned
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(BadInputGuard, admin.ModelAdmin):
     form = ChannelForm
-    list_display = ["name", "kind", "target", "enabled", "last_delivery"]
+    list_display = ["name", "kind", "shown_target", "secret_state", "enabled", "last_delivery"]
     list_filter = ["kind", "enabled"]
-    search_fields = ["name", "target"]
+    # Not the target: searching it would let a viewer guess a webhook token letter by letter.
+    search_fields = ["name"]
+    readonly_fields = ["shown_target", "secret_state", "created_at"]
+    exclude = CREDENTIAL_FIELDS  # the admin builds its form from the fields it shows, but not these
     actions = ["send_test_notification"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A viewer's page shows every field read-only, from the model: never the credentials.
+            return ("name", "kind", "shown_target", "secret_state", "enabled", "created_at")
+        if obj is None:
+            return ("name", "kind", "target", "secret", "enabled")
+        return ("name", "kind", "target", "secret", "clear_secret", "enabled", "created_at")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[NotificationChannel], search_term: str
+    ) -> tuple[QuerySet[NotificationChannel], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip() and "\x00" not in search_term:
+            # Email addresses are not credentials: "which channel mails ops@" still works.
+            email = queryset.filter(kind=NotificationChannel.Kind.EMAIL)
+            found |= email.filter(target__icontains=search_term.strip())
+        return found, duplicates
+
+    @admin.display(description="target")
+    def shown_target(self, obj: NotificationChannel) -> str:
+        return obj.target_shown
+
+    @admin.display(description="secret")
+    def secret_state(self, obj: NotificationChannel) -> str:
+        return "set" if obj.has_secret else "-"
 
     @admin.display(description="last delivery")
     def last_delivery(self, obj: NotificationChannel) -> str:
@@ -111,7 +206,7 @@ class NotificationChannelAdmin(BadInputGuard, admin.ModelAdmin):
         from alerts.channels import send_test
 
         for channel in queryset:
-            ok, detail = send_test(channel)
+            ok, detail = send_test(channel)  # never a response body (alerts.egress)
             level = messages.SUCCESS if ok else messages.ERROR
             self.message_user(request, f"{channel.name}: {'sent' if ok else 'failed'}: {detail}", level)
 
