@@ -3,6 +3,7 @@ the connection goes to the address that was checked, and an answer is only a sta
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import socket
 import subprocess
@@ -301,3 +302,25 @@ def test_it_shows_a_url_by_its_scheme_and_host_only() -> None:
     assert egress.masked("http://user:pw@[::1]:8080/x?token=1") == "http://[::1]:8080/…"
     assert egress.masked("https://events.pagerduty.com:443/v2/enqueue") == "https://events.pagerduty.com/…"
     assert egress.masked("not a url") == "…"
+
+
+@pytest.mark.django_db
+def test_it_drops_the_bodies_that_stored_errors_quoted(
+    make_channel: MakeChannel, make_alert: MakeAlert
+) -> None:
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0002_delivery_error_without_body")
+    hook = make_channel("webhook", "https://hooks.example.com/x")
+    stored = {
+        "HTTP 403: <h1>Forbidden</h1> internal admin; db password: hunter2": "HTTP 403 Forbidden",
+        "HTTP 302: redirect to http://10.0.0.1/ not followed": "HTTP 302 Found (redirects are not followed)",
+        "HTTP 599: ?": "HTTP 599",
+        "connection failed: Connection refused": "connection failed: Connection refused",
+    }
+    alerts = [make_alert([hook], subject=f"bot-{n}") for n in range(len(stored))]
+    for alert, error in zip(alerts, stored, strict=True):
+        Delivery.objects.create(alert=alert, channel=hook, event="triggered", error=error)
+
+    migration.drop_bodies(apps, None)
+    assert sorted(Delivery.objects.values_list("error", flat=True)) == sorted(stored.values())
