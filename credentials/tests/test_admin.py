@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chains.models import Workflow
 from credentials.models import Secret
-from credentials.tests.helpers import VALUE, raw_ciphertext
+from credentials.tests.helpers import VALUE, make_user, raw_ciphertext
+from rpa_monitor.tests.badinput import HAND_PICKED, TEXT, rolled_back
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +137,35 @@ def test_it_hides_the_posted_value_from_error_reports(client: Client) -> None:
     response = client.post(ADD_URL, secret_data(name="bad name"))
     request = response.wsgi_request
     assert SafeExceptionReporterFilter().get_post_parameters(request)["value"] == "********************"
+
+
+@given(
+    st.fixed_dictionaries({k: TEXT | st.sampled_from(HAND_PICKED) for k in ("name", "value", "description")})
+)
+def test_property_garbage_in_the_form_is_a_form_error_or_a_valid_secret(
+    client: Client, data: dict[str, str]
+) -> None:
+    with rolled_back():
+        response = client.post(ADD_URL, data)
+        assert response.status_code in (200, 302)
+        if response.status_code == 302:
+            Secret.objects.get().full_clean()
+        else:
+            assert response.context["adminform"].form.errors
+            assert not Secret.objects.exists()
+            password_input = re.search(
+                r'<input type="password" name="value"[^>]*>', response.content.decode()
+            )
+            assert password_input is not None
+            assert " value=" not in password_input.group()
+
+
+def test_it_shows_a_view_only_user_no_value(client: Client) -> None:
+    client.post(ADD_URL, secret_data())
+    secret = Secret.objects.get()
+    viewer = Client()
+    viewer.force_login(make_user("viewer", "credentials.view_secret"))
+    response = viewer.get(change_url(secret))
+    assert response.status_code == 200
+    assert "ERP_PASSWORD" in response.content.decode()
+    assert_hidden(response.content.decode(), secret)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 
-from api.tests.helpers import errors_of, token_client
+from api.tests.helpers import errors_of, rolled_back, token_client
 from chains.models import Workflow
 from credentials.models import Secret
-from credentials.tests.helpers import VALUE, make_user, raw_ciphertext
+from credentials.tests.helpers import VALUE, make_secret, make_user, raw_ciphertext
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +158,30 @@ def test_it_records_who_changed_a_secret_without_the_value(api: Client) -> None:
     messages = list(AdminLogEntry.objects.order_by("id").values_list("change_message", flat=True))
     assert [m.split(" via ")[0] for m in messages] == ["Added", "Changed value"]
     assert not any(VALUE in m or "brand new" in m for m in messages)
+
+
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT)
+BODIES = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["name", "value", "description", "allowed_groups"]),
+        SCALARS | st.lists(SCALARS, max_size=3) | st.sampled_from(["ERP_PASSWORD", "long-enough"]),
+        max_size=4,
+    ),
+    st.lists(SCALARS, max_size=3),
+    SCALARS,
+)
+
+
+@given(st.sampled_from(["post", "patch"]), st.sampled_from(["ERP_PASSWORD"]) | TEXT, BODIES)
+def test_property_hostile_input_is_a_json_error_naming_a_field_never_a_500(
+    api: Client, method: str, name: str, body: Any
+) -> None:
+    with rolled_back():
+        make_secret("ERP_PASSWORD", VALUE)
+        url = URL if method == "post" else f"{URL}/{quote(name, safe='')}"
+        response = getattr(api, method)(url, json.dumps(body), content_type="application/json")
+        assert response.status_code in (200, 201, 400, 404), response.content
+        if response.status_code >= 400:
+            errors_of(response)
+        assert VALUE not in response.content.decode()
