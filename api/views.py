@@ -271,3 +271,6 @@ def download_logs(request: HttpRequest, filters: Query[LogRangeFilters]) -> Stre
     response = StreamingHttpResponse(stream_zip(date_range, entries), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename(date_range)}"'
     return response
+
+
+api.add_router("/secrets", "credentials.api.router")  # GET/POST /api/secrets, .../{name}

@@ -31,6 +31,8 @@ from chains.models import (
     WorkflowRunCount,
 )
 from chains.runner import cancel_run, enqueue_chain, enqueue_workflow, resume_chain_run
+from credentials.models import Secret
+from credentials.vault import credential_like_keys
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.admin import (
     STATUS_COLOURS,
@@ -108,6 +110,7 @@ class WorkflowForm(forms.ModelForm):
             "callable",
             "working_dir",
             "environment",
+            "secrets",
             "timeout_seconds",
             "max_retries",
             "retry_delay_seconds",
@@ -115,8 +118,32 @@ class WorkflowForm(forms.ModelForm):
         widgets = {"environment": forms.Textarea(attrs={"rows": 3, "cols": 60})}
         field_classes = {"environment": SafeJSONField}
 
+    user: Any = None  # set by WorkflowAdmin.get_form: who may attach which secret
 
-EXECUTION_FIELDS = ("kind", "command", "callable", "working_dir", "environment")
+    def clean_secrets(self) -> Any:
+        """A secret with allowed groups is attached only by their members (kept ones stay)."""
+        chosen = self.cleaned_data["secrets"]
+        kept = self.instance.secrets.values_list("pk", flat=True) if self.instance.pk else []
+        added = chosen.exclude(pk__in=list(kept))
+        usable = Secret.objects.none() if self.user is None else added.usable_by(self.user)
+        refused = list(added.exclude(pk__in=usable.values("pk")).values_list("name", flat=True))
+        if refused:
+            raise forms.ValidationError(
+                f"You may not attach {', '.join(refused)}: only members of the secret's allowed groups may."
+            )
+        return chosen
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        environment, secrets = cleaned.get("environment"), cleaned.get("secrets")
+        if isinstance(environment, dict) and secrets is not None:
+            clashes = sorted(set(environment) & {s.name for s in secrets})
+            if clashes:
+                self.add_error("environment", f"{', '.join(clashes)} is also an attached secret: keep one")
+        return cleaned
+
+
+EXECUTION_FIELDS = ("kind", "command", "callable", "working_dir", "environment", "secrets")
 
 
 @admin.register(Workflow)
@@ -136,6 +163,7 @@ class WorkflowAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
     search_fields = ["slug", "name", "description"]
     actions = ["run_now", "enable", "disable"]
     prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["secrets"]
     fieldsets = [
         (None, {"fields": ["slug", "name", "description", "enabled"]}),
         ("What it runs", {"fields": list(EXECUTION_FIELDS)}),
@@ -151,6 +179,30 @@ class WorkflowAdmin(BadInputGuard, ExecutePermission, admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and request.user.has_perm("chains.change_execution")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.user = request.user  # type: ignore[attr-defined]  # a class made for this request
+        return form
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        keys = credential_like_keys(form.instance.environment)
+        if keys:
+            one = len(keys) == 1
+            self.message_user(
+                request,
+                format_html(
+                    "{} in the environment {} plain text that anyone who can view this workflow reads: "
+                    'store {} as <a href="{}">Secrets</a> and attach {} instead.',
+                    ", ".join(keys),
+                    "looks like a credential in" if one else "look like credentials in",
+                    "it" if one else "them",
+                    reverse("admin:credentials_secret_changelist"),
+                    "it" if one else "them",
+                ),
+                messages.WARNING,
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
         last = WorkflowRun.objects.filter(workflow=OuterRef("pk")).order_by("-id")

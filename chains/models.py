@@ -82,6 +82,12 @@ class Workflow(models.Model):
     environment = models.JSONField(
         default=dict, blank=True, help_text="Extra environment variables (strings)."
     )
+    secrets = models.ManyToManyField(
+        "credentials.Secret",
+        blank=True,
+        related_name="workflows",
+        help_text="Each is set in the bot's environment under its name (decrypted at run time).",
+    )
     timeout_seconds = models.PositiveIntegerField(default=3600, validators=[MinValueValidator(1)])
     max_retries = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
     retry_delay_seconds = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(3600)])

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "triggers",
     "api",
     "alerts",
+    "credentials",
 ]
 
 MIDDLEWARE = [
@@ -207,6 +208,9 @@ RPA_ALLOW_PRIVATE_WEBHOOKS = env_bool("RPA_ALLOW_PRIVATE_WEBHOOKS", False)
 RPA_ROLLUP_SECONDS = env_int("RPA_ROLLUP_SECONDS", 300)
 # Daily aggregates are kept this many days (they outlive run and log retention).
 RPA_AGGREGATE_DAYS = env_int("RPA_AGGREGATE_DAYS", 366)
+# Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt (rotation).
+# Unset: one key derived from SECRET_KEY (credentials/vault.py: derived_key).
+RPA_SECRET_KEYS = env_list("RPA_SECRET_KEYS", [])
 # Who gets `manage.py send_report` (default: the targets of enabled email channels).
 RPA_REPORT_RECIPIENTS = env_list("RPA_REPORT_RECIPIENTS", [])
 

@@ -21,6 +21,8 @@ PATHS = {
     "/api/chain-runs/{run_id}/cancel": {"post"},
     "/api/chain-runs/{run_id}/resume": {"post"},
     "/api/workflow-runs/{run_id}/cancel": {"post"},
+    "/api/secrets": {"get", "post"},
+    "/api/secrets/{name}": {"get", "patch", "delete"},
 }
 
 
