@@ -44,7 +44,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    # A fixed development key only: production sets SECRET_KEY (check --deploy says so).
+    # A fixed development key only: with DEBUG=0 the web application refuses it and commands warn
+    # (rpa_monitor/startup.py); check --deploy flags it too.
     SECRET_KEY = "django-insecure-rpa-monitor-development-key-change-me"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
