@@ -11,6 +11,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rpa_monitor.settings")
     from django.core.management import execute_from_command_line
 
+    from rpa_monitor.startup import warn_about_development_secret_key
+
+    warn_about_development_secret_key()
     execute_from_command_line(sys.argv)
 
 

@@ -44,7 +44,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    # A fixed development key only: production sets SECRET_KEY (check --deploy says so).
+    # A fixed development key only: with DEBUG=0 the web application refuses it and commands warn
+    # (rpa_monitor/startup.py); check --deploy flags it too.
     SECRET_KEY = "django-insecure-rpa-monitor-development-key-change-me"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -78,6 +79,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JavaScript, served by the web server itself (STATIC_ROOT after
+    # collectstatic; straight from the apps with DEBUG=1).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,7 +124,14 @@ SQLITE_OPTIONS = {
 }
 
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.config(conn_max_age=60, conn_health_checks=True)}
+    # CONN_MAX_AGE=0: a connection is closed when the request that opened it finishes. The web
+    # server is ASGI (uvicorn), where Django runs each request's sync code on a thread of its own;
+    # a persistent connection belongs to that thread and outlives it, never closed again (runserver,
+    # thread per request, leaked the same way: 48 PostgreSQL connections after 1,000 requests).
+    # Long-running commands (db_worker, run_scheduler) reconnect once per loop instead, a few ms.
+    # psycopg's pool (OPTIONS "pool") would save that but holds min_size connections open in every
+    # process, each cron tick and python-bot child too (README, "Serve in production").
+    DATABASES = {"default": dj_database_url.config(conn_max_age=0)}
 else:
     DATABASES = {
         "default": {
