@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,10 @@ from rpa_monitor.lib.text import unstorable_fields
 from triggers.schedule import Schedule, ScheduleError
 
 FILE_KEYS = frozenset({"path", "pattern", "settle_seconds"})
+# A trigger starts runs: writes that decide what runs and when need this beside the
+# trigger permission (DESIGN §14). Renaming and disabling do not.
+EXECUTE_PERMISSION = "chains.execute"
+EXECUTION_FIELDS = ("trigger_type", "workflow", "chain", "config", "params", "overlap")
 
 
 class Trigger(models.Model):
@@ -124,6 +130,34 @@ class Trigger(models.Model):
             ChainRun.objects.filter(trigger=self, status__in=ACTIVE_STATUSES).exists()
             or WorkflowRun.objects.filter(trigger=self, status__in=ACTIVE_STATUSES).exists()
         )
+
+
+def execution_changes(before: Trigger | None, new: Mapping[str, Any]) -> list[str]:
+    """What writing `new` (field name → value) over the stored trigger `before` (None: creating
+    one) needs EXECUTE_PERMISSION for: creating, enabling, or changing what runs and when.
+
+    Compared with the stored values, never with what a form says was there before (the
+    admin's hidden "initial" inputs are posted by the client)."""
+    if before is None:
+        return ["creating a trigger"]
+    changes = ["enabling a trigger"] if new.get("enabled") and not before.enabled else []
+    for name in EXECUTION_FIELDS:
+        if name in new and _canonical(new[name]) != _canonical(getattr(before, name)):
+            changes.append(f"changing its {name}")
+    return changes
+
+
+def _canonical(value: Any) -> Any:
+    # JSON compared as text: {"x": 1} and {"x": true} differ (they are equal in Python).
+    if isinstance(value, models.Model):
+        return (type(value), value.pk)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def execute_refusal(changes: list[str]) -> str:
+    """The error for a write that needs EXECUTE_PERMISSION (admin form, admin action, API)."""
+    what = ", ".join(changes)
+    return f"{what[:1].upper()}{what[1:]} needs the {EXECUTE_PERMISSION} permission: a trigger starts runs."
 
 
 def config_errors(trigger_type: str, config: Any) -> dict[str, str]:

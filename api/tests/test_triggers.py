@@ -1,18 +1,22 @@
-"""/api/triggers: list, create (validated like the admin), toggle."""
+"""/api/triggers: list, create (validated like the admin), toggle; chains.execute for what runs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
-from api.tests.helpers import errors_of, post_json
-from chains.models import Chain, Workflow
+from api.tests.helpers import errors_of, make_user, post_json, token_client
+from chains.models import Chain, ChainRun, Workflow, WorkflowRun
 from triggers.models import Trigger
+from triggers.scheduler import tick
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +144,50 @@ def test_toggle_of_a_non_numeric_id_is_400_naming_it(api: Client, trigger_id: st
     response = post_json(api, f"/api/triggers/{trigger_id}/toggle")
     assert response.status_code == 400
     assert "trigger_id" in errors_of(response)
+
+
+# -- chains.execute: a trigger starts runs (DESIGN §14) -----------------------------------------
+
+TRIGGER_PERMISSIONS = ["triggers.view_trigger", "triggers.add_trigger", "triggers.change_trigger"]
+SCHEDULE = {"name": "every minute", "trigger_type": "schedule", "config": {"interval_seconds": 60}}
+
+
+@pytest.fixture
+def editor() -> User:
+    """Staff with the trigger permissions, but not chains.execute."""
+    return make_user("editor", *TRIGGER_PERMISSIONS)
+
+
+def test_it_refuses_a_create_without_execute_naming_the_permission(
+    editor: User, workflows: list[Workflow], nightly: Chain
+) -> None:
+    for target in ({"workflow": "login"}, {"chain": "nightly"}):
+        response = create(token_client(editor), **SCHEDULE, **target)
+        assert response.status_code == 403
+        assert "chains.execute" in errors_of(response)["permission"]
+    assert not Trigger.objects.exists()
+
+
+def test_a_tick_runs_nothing_for_a_trigger_a_non_executor_tried_to_create(
+    editor: User, workflows: list[Workflow]
+) -> None:
+    create(token_client(editor), **SCHEDULE, workflow="login")
+    later = timezone.now() + timedelta(minutes=5)
+    with time_machine.travel(later, tick=False):
+        tick(later)
+    assert WorkflowRun.objects.count() + ChainRun.objects.count() == 0
+
+
+def test_it_refuses_a_toggle_that_enables_without_execute(editor: User, nightly: Chain) -> None:
+    trigger = Trigger.objects.create(name="t", chain=nightly, config={"interval_seconds": 60}, enabled=False)
+    response = post_json(token_client(editor), f"/api/triggers/{trigger.pk}/toggle")
+    assert response.status_code == 403
+    assert "chains.execute" in errors_of(response)["permission"]
+    trigger.refresh_from_db()
+    assert (trigger.enabled, trigger.next_fire_at) == (False, None)
+
+
+def test_it_lets_a_non_executor_disable_with_toggle(editor: User, nightly: Chain) -> None:
+    trigger = Trigger.objects.create(name="t", chain=nightly, config={"interval_seconds": 60})
+    response = post_json(token_client(editor), f"/api/triggers/{trigger.pk}/toggle")
+    assert (response.status_code, response.json()["enabled"]) == (200, False)
