@@ -38,8 +38,8 @@ from triggers.scheduler import fire_now
 CONFIG_HELP = (
     'JSON. schedule: {"interval_seconds": 900} or {"cron": "30 2 * * 1-5"}, optionally '
     '"start_time"/"end_time" ("HH:MM", may cross midnight), "weekdays" (["mon", ...]), '
-    '"timezone" (IANA, default the server\'s). file: {"path": "/dir", "pattern": "*.csv", '
-    '"settle_seconds": 0}. manual: {}.'
+    '"timezone" (IANA, default the server\'s). file: {"path": "/a/dir", "pattern": "*.csv", '
+    '"settle_seconds": 0}, the directory under one of RPA_FILE_TRIGGER_ROOTS. manual: {}.'
 )
 
 

@@ -187,8 +187,10 @@ def _file_errors(config: dict[str, Any]) -> dict[str, str]:
     if unknown:
         errors["config"] = f"unknown keys: {', '.join(unknown)} (allowed: {', '.join(sorted(FILE_KEYS))})"
     path = config.get("path")
-    if not isinstance(path, str) or not path:
+    if not isinstance(path, str) or not path or "\x00" in path:
         errors["path"] = "a file trigger needs path (a directory)"
+    elif outside := outside_roots(path):
+        errors["path"] = outside
     elif not os.path.isdir(path):
         errors["path"] = f"{path!r} is not a directory"
     pattern = config.get("pattern", "*")
@@ -198,6 +200,25 @@ def _file_errors(config: dict[str, Any]) -> dict[str, str]:
     if isinstance(settle, bool) or not isinstance(settle, int | float) or not 0 <= settle <= 86400:
         errors["settle_seconds"] = f"must be a number of seconds between 0 and 86400, got {settle!r}"
     return {"config": _join(errors)} if errors else {}
+
+
+def file_trigger_roots() -> list[str]:
+    """RPA_FILE_TRIGGER_ROOTS resolved: the only directories file triggers may read."""
+    return [os.path.realpath(root) for root in settings.RPA_FILE_TRIGGER_ROOTS]
+
+
+def is_under(resolved: str, roots: list[str]) -> bool:
+    return any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def outside_roots(path: str, roots: list[str] | None = None) -> str:
+    """Why `path` may not be read ("" when it may): resolved (.., symlinks), it lies under no root."""
+    roots = file_trigger_roots() if roots is None else roots
+    resolved = os.path.realpath(path)
+    if is_under(resolved, roots):
+        return ""
+    where = f"{path!r}" if resolved == path else f"{path!r} resolves to {resolved!r}, which"
+    return f"{where} is outside RPA_FILE_TRIGGER_ROOTS ({':'.join(roots) or 'none set'})"
 
 
 class TriggerFireQuerySet(models.QuerySet["TriggerFire"]):
@@ -256,7 +277,13 @@ class TriggerFire(models.Model):
 
 
 class SeenFile(models.Model):
-    """A file a file trigger saw; it fires once the file stopped changing, once per (path, size, mtime)."""
+    """A file a file trigger saw; it fires once the file stopped changing, once per (path, size, mtime).
+
+    A symlink leaving RPA_FILE_TRIGGER_ROOTS is recorded with size and mtime NOT_READ
+    (and its skipped fire): it is never read, so nothing of its target is stored.
+    """
+
+    NOT_READ = -1
 
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="seen_files")
     path = models.CharField(max_length=1000)

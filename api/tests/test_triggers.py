@@ -12,6 +12,7 @@ from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from api.tests.helpers import errors_of, make_user, post_json, token_client
 from chains.models import Chain, ChainRun, Workflow, WorkflowRun
@@ -19,6 +20,12 @@ from triggers.models import Trigger
 from triggers.scheduler import tick
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_file_trigger_root(settings: Settings, tmp_path: Path) -> None:
+    """File triggers read only under RPA_FILE_TRIGGER_ROOTS: these tests watch tmp_path."""
+    settings.RPA_FILE_TRIGGER_ROOTS = [str(tmp_path)]
 
 
 @pytest.fixture
@@ -83,7 +90,7 @@ def test_it_lists_triggers(api: Client, nightly: Chain, workflows: list[Workflow
         ({"config": {}}, "config", ""),
         ({"config": [1, 2]}, "config", ""),
         ({"config": "every minute"}, "config", ""),
-        ({"trigger_type": "file", "config": {"path": "/no/such/dir"}}, "config", "not a directory"),
+        ({"trigger_type": "file", "config": {"path": "/no/such/dir"}}, "config", "RPA_FILE_TRIGGER_ROOTS"),
         ({"trigger_type": "manual", "config": {"x": 1}}, "config", "no config"),
         ({"trigger_type": "sometimes"}, "trigger_type", ""),
         ({"chain": "nope"}, "chain", "nope"),

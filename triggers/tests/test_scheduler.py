@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import time_machine
 from django_tasks_db.models import DBTaskResult
+from pytest_django.fixtures import Settings
 
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun
 from rpa_monitor.test import MANAGE, database_env, manage
@@ -23,6 +24,12 @@ from triggers.scheduler import fire_now, tick
 
 CREATED = datetime(2026, 5, 4, 10, 7, tzinfo=UTC)
 Capture = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_file_trigger_root(settings: Settings, tmp_path: Path) -> None:
+    """File triggers read only under RPA_FILE_TRIGGER_ROOTS: these tests watch tmp_path."""
+    settings.RPA_FILE_TRIGGER_ROOTS = [str(tmp_path)]
 
 
 def at(hour: int, minute: int, second: int = 0) -> datetime:
