@@ -57,7 +57,7 @@ class TriggerForm(forms.ModelForm):
     may_execute = True  # set per request by TriggerAdmin.get_form
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if not self.may_execute:
             # self.instance is still the stored trigger here (the form writes into it after clean).
             changes = execution_changes(self.instance if self.instance.pk else None, cleaned)
@@ -95,7 +95,7 @@ class TriggerAdmin(BadInputGuard, ExecutePermission, EnableActions, KeyAutocompl
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
-        form.may_execute = request.user.has_perm(EXECUTE_PERMISSION)  # a class made for this request
+        form.may_execute = request.user.has_perm(EXECUTE_PERMISSION)  # type: ignore[attr-defined]  # made per request
         return form
 
     @admin.display(description="target")

@@ -12,6 +12,11 @@ Exactly once, with any number of concurrent ticks on any number of hosts:
 
 Missed slots (downtime) coalesce into one fire that records how late it is
 and how many slots it stands for; `next_fire_at` moves to the next slot after now.
+
+A fire, the run it starts and that run's task are one unit: with the database
+task backend all three commit in one transaction, so a tick killed at any
+point leaves all or nothing; for a backend outside the database every tick
+repairs a queued run whose task was lost (chains.tasks.requeue_lost_runs).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from alerts.channels import deliver_pending
 from alerts.rules import evaluate_rules
 from chains.daily import rollup_tick
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
+from chains.tasks import requeue_lost_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.counters import add_counts
@@ -59,6 +65,7 @@ MAX_COUNTED_MISSED = 10_000
 @dataclass
 class TickReport:
     reaped: int = 0
+    repaired: int = 0  # queued runs whose task was lost: enqueued again, or abandoned
     fires: list[TriggerFire] = field(default_factory=list)
     after: list[str] = field(default_factory=list)  # what the steps after the fires reported
     duration_ms: float = 0.0
@@ -70,6 +77,8 @@ class TickReport:
         parts = [f"{n} {outcome}" for outcome, n in sorted(outcomes.items())] or ["nothing due"]
         after = "".join(f"; {line}" for line in self.after)
         reaped = f"{self.reaped} stale run(s) reaped"
+        if self.repaired:
+            reaped += f"; {self.repaired} queued run(s) with a lost task repaired"
         return f"tick: {', '.join(parts)}; {reaped}{after}; {self.duration_ms:.0f} ms"
 
 
@@ -79,6 +88,7 @@ def tick(now: datetime | None = None) -> TickReport:
     now = now or timezone.now()
     report = TickReport()
     report.reaped = len(reap_stale_runs(now, settings.RPA_RUN_LEASE_SECONDS))
+    report.repaired = len(requeue_lost_runs(now, settings.RPA_RUN_LEASE_SECONDS))
     report.fires += fire_due_schedules(now)
     report.fires += scan_file_triggers(now)
     report.after = after_fires(now)
@@ -217,8 +227,8 @@ def start_fire(
 ) -> TriggerFire:
     """Decide (start or skip), start the run through the task queue, record the fire.
 
-    Runs inside the caller's transaction, so the fire, the run and the task
-    enqueue (on commit) happen together or not at all.
+    Runs inside the caller's transaction, so the fire, the run and its task
+    (chains.tasks.enqueue_run) happen together or not at all.
     """
     fire = TriggerFire(
         trigger=trigger,

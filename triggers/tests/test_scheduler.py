@@ -211,21 +211,20 @@ def test_it_creates_a_queued_chain_run_linked_to_the_trigger_and_the_fire(
     assert run.pk in task.args_kwargs["args"]
 
 
-def test_it_creates_a_queued_workflow_run_and_enqueues_it_after_commit(
+def test_it_creates_a_queued_workflow_run_and_its_task_in_the_fires_transaction(
     workflow: Workflow, django_capture_on_commit_callbacks: Capture
 ) -> None:
     trigger = scheduled(workflow)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         [fire] = ticked(at(10, 10))
-    assert not DBTaskResult.objects.exists()  # nothing is enqueued before the fire commits
-    for callback in callbacks:
-        callback()
+    assert callbacks == []  # nothing waits for the commit: a crash leaves all three or none
     run = WorkflowRun.objects.get()
     assert fire.workflow_run == run
     assert (run.status, run.trigger) == (RunStatus.QUEUED, trigger)
     task = DBTaskResult.objects.get()
     assert task.task_path == "chains.tasks.execute_workflow_run"
     assert task.args_kwargs["args"] == [run.pk]
+    assert run.task_id == str(task.id)
 
 
 def test_it_records_when_the_tick_ran(workflow: Workflow) -> None:
