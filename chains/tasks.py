@@ -17,12 +17,12 @@ A run the reaper abandons (its worker died) also finishes its task row
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_tasks import task
 from django_tasks.base import Task, TaskResultStatus
@@ -37,6 +37,7 @@ log = get_logger("runner")
 
 Run = WorkflowRun | ChainRun
 FINISHED_TASK = (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+SWEEP_PAGE = 500
 
 
 class TaskAbandoned(Exception):
@@ -109,11 +110,19 @@ def requeue_lost_runs(now: datetime, grace_seconds: int) -> list[Run]:
     # Steps of a chain run have no task of their own: the chain run's task runs them.
     workflow_runs = WorkflowRun.objects.filter(old_enough, chain_run__isnull=True).select_related("workflow")
     for queued in (workflow_runs, ChainRun.objects.filter(old_enough).select_related("chain")):
-        runs: list[Run] = list(queued.order_by("pk"))
-        for run, reason in _lost_tasks(runs).items():
-            if _repair(run, reason, now):
-                repaired.append(run)
+        for runs in _pages(queued):
+            for run, reason in _lost_tasks(runs).items():
+                if _repair(run, reason, now):
+                    repaired.append(run)
     return repaired
+
+
+def _pages(queued: QuerySet[Any]) -> Iterator[list[Run]]:
+    """In pages by id: a backlog of queued runs is never loaded (or asked about) at once."""
+    last_pk = 0
+    while runs := list(queued.filter(pk__gt=last_pk).order_by("pk")[:SWEEP_PAGE]):
+        last_pk = runs[-1].pk
+        yield runs
 
 
 def _lost_tasks(runs: Sequence[Run]) -> dict[Run, str]:
