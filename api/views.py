@@ -11,8 +11,8 @@ Permissions (the user must also be active staff; a token acts as its user):
 | POST /api/chain-runs/{id}/resume  | chains.view_chain + chains.execute       |
 | POST /api/workflow-runs/{id}/cancel | chains.view_chain + chains.execute     |
 | GET  /api/triggers                | triggers.view_trigger                    |
-| POST /api/triggers                | triggers.add_trigger                     |
-| POST /api/triggers/{id}/toggle    | triggers.change_trigger                  |
+| POST /api/triggers                | triggers.add_trigger + chains.execute    |
+| POST /api/triggers/{id}/toggle    | triggers.change_trigger (+ chains.execute to enable) |
 | GET  /api/logs                    | logs.view_logentry                       |
 | GET  /api/logs/download           | logs.view_logentry + logs.export_logs    |
 """
@@ -55,7 +55,7 @@ from logs.export import filename, stream_zip
 from logs.models import LogEntry, LogEntryQuerySet
 from rpa_monitor.errors import ChainExecutionError, ChainNotFoundError, TriggerNotFoundError
 from rpa_monitor.lib.dates import DateRange
-from triggers.models import Trigger
+from triggers.models import EXECUTE_PERMISSION, Trigger, execute_refusal
 
 # Executing starts work on the servers: the admin's own rule (chains.execute), not just viewing.
 EXECUTE_PERMISSIONS = ("chains.view_chain", "chains.execute")
@@ -187,7 +187,8 @@ def list_triggers(request: HttpRequest) -> Any:
 
 @api.post("/triggers", response=responses({201: TriggerOut}), tags=["triggers"])
 def create_trigger(request: HttpRequest, payload: TriggerIn) -> Any:
-    require(request, "triggers.add_trigger")
+    # A trigger starts runs: creating one is executing, later (DESIGN §14).
+    require(request, "triggers.add_trigger", EXECUTE_PERMISSION)
     trigger = payload.to_trigger()
     trigger.full_clean()
     with transaction.atomic():
@@ -198,7 +199,7 @@ def create_trigger(request: HttpRequest, payload: TriggerIn) -> Any:
 
 @api.post("/triggers/{trigger_id}/toggle", response=responses({200: ToggleOut}, 404), tags=["triggers"])
 def toggle_trigger(request: HttpRequest, trigger_id: int) -> Any:
-    require(request, "triggers.change_trigger")
+    user = require(request, "triggers.change_trigger")
     if not 1 <= trigger_id <= MAX_ID:
         raise TriggerNotFoundError(trigger_id)
     with transaction.atomic():
@@ -206,6 +207,9 @@ def toggle_trigger(request: HttpRequest, trigger_id: int) -> Any:
         trigger = Trigger.objects.select_for_update().filter(pk=trigger_id).first()
         if trigger is None:
             raise TriggerNotFoundError(trigger_id)
+        if not trigger.enabled and not user.has_perm(EXECUTE_PERMISSION):  # disabling needs no more
+            refusal = execute_refusal(["enabling a trigger"])
+            raise ApiError(403, "permission", f"missing permission: {EXECUTE_PERMISSION}. {refusal}")
         trigger.set_enabled(not trigger.enabled)
         audit(request, trigger, CHANGE, "Enabled" if trigger.enabled else "Disabled")
     return trigger

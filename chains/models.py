@@ -297,6 +297,10 @@ class ChainRun(models.Model):
         related_name="chain_runs",
         db_index=False,  # covered by chainrun_trigger_status_idx
     )
+    # The task-backend task that runs it (enqueue_run), and when a lost one was enqueued again
+    # (requeue_lost_runs: once, then the run is abandoned).
+    task_id = models.CharField(max_length=64, blank=True)
+    task_requeued_at = models.DateTimeField(null=True, blank=True)
 
     objects = ChainRunQuerySet.as_manager()
 
@@ -422,6 +426,10 @@ class WorkflowRun(models.Model):
         related_name="workflow_runs",
         db_index=False,  # covered by wfrun_trigger_status_idx
     )
+    # The task-backend task that runs it (enqueue_run), and when a lost one was enqueued again
+    # (requeue_lost_runs: once, then the run is abandoned).
+    task_id = models.CharField(max_length=64, blank=True)
+    task_requeued_at = models.DateTimeField(null=True, blank=True)
 
     objects = WorkflowRunQuerySet.as_manager()
 

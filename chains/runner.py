@@ -22,6 +22,7 @@ from chains.models import (
     Workflow,
     WorkflowRun,
 )
+from chains.tasks import enqueue_run, release_abandoned_tasks
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
 
@@ -195,11 +196,10 @@ def enqueue_chain(
     requested_by: User = None,
     trigger: Trigger | None = None,
 ) -> ChainRun:
-    """Create a queued chain run and hand it to the task queue (after commit)."""
-    from chains.tasks import execute_chain_run
-
-    chain_run = create_chain_run(chain, params=params, requested_by=requested_by, trigger=trigger)
-    transaction.on_commit(lambda: execute_chain_run.enqueue(chain_run.pk))
+    """Create a queued chain run and its task, as one unit (chains.tasks.enqueue_run)."""
+    with transaction.atomic():
+        chain_run = create_chain_run(chain, params=params, requested_by=requested_by, trigger=trigger)
+        enqueue_run(chain_run)
     return chain_run
 
 
@@ -210,13 +210,12 @@ def enqueue_workflow(
     requested_by: User = None,
     trigger: Trigger | None = None,
 ) -> WorkflowRun:
-    """Create a queued workflow run and hand it to the task queue (after commit)."""
-    from chains.tasks import execute_workflow_run
-
-    run = WorkflowRun.objects.create(
-        workflow=workflow, params=params or {}, requested_by=real_user(requested_by), trigger=trigger
-    )
-    transaction.on_commit(lambda: execute_workflow_run.enqueue(run.pk))
+    """Create a queued workflow run and its task, as one unit (chains.tasks.enqueue_run)."""
+    with transaction.atomic():
+        run = WorkflowRun.objects.create(
+            workflow=workflow, params=params or {}, requested_by=real_user(requested_by), trigger=trigger
+        )
+        enqueue_run(run)
     return run
 
 
@@ -251,8 +250,6 @@ def resume_chain_run(chain_run: ChainRun, *, requested_by: User = None) -> Chain
             f"chain run {chain_run.pk} is {chain_run.status}; only a failed or cancelled run with a "
             "failure point can be resumed"
         )
-    from chains.tasks import execute_chain_run
-
     resumed = ChainRun.objects.create(
         chain=chain_run.chain,
         params=chain_run.params,
@@ -261,7 +258,7 @@ def resume_chain_run(chain_run: ChainRun, *, requested_by: User = None) -> Chain
         start_position=chain_run.failed_step or 1,
         resumed_from=chain_run,
     )
-    transaction.on_commit(lambda: execute_chain_run.enqueue(resumed.pk))
+    enqueue_run(resumed)  # in the caller's transaction, if any (the API's); else the tick's sweep
     return resumed
 
 
@@ -293,6 +290,7 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
             step = f"step {run.position} ({run.workflow.slug}) abandoned"
             run.chain_run.finish(RunStatus.FAILURE, failed_step=run.position, error=f"{step}: {error}")
     _reap_stale_chain_runs(cutoff, lease_seconds)
+    release_abandoned_tasks(since=cutoff)  # their task rows too (idempotent; the window covers a crash)
     return reaped
 
 

@@ -224,6 +224,10 @@ RPA_AGGREGATE_DAYS = env_int("RPA_AGGREGATE_DAYS", 366)
 RPA_SECRET_KEYS = env_list("RPA_SECRET_KEYS", [])
 # Who gets `manage.py send_report` (default: the targets of enabled email channels).
 RPA_REPORT_RECIPIENTS = env_list("RPA_REPORT_RECIPIENTS", [])
+# File triggers read only under these directories (colon-separated; paths and symlinks resolved).
+RPA_FILE_TRIGGER_ROOTS = [
+    root for root in (os.environ.get("RPA_FILE_TRIGGER_ROOTS") or str(DATA_DIR / "inbox")).split(":") if root
+]
 
 # --- Email (alert notifications and reports go through Django's mail backend) -----
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -21,15 +24,22 @@ from rpa_monitor.lib.admin import (
     badge,
     format_duration,
 )
-from triggers.models import SeenFile, Trigger, TriggerFire
+from triggers.models import (
+    EXECUTE_PERMISSION,
+    SeenFile,
+    Trigger,
+    TriggerFire,
+    execute_refusal,
+    execution_changes,
+)
 from triggers.schedule import iter_dst_marks
 from triggers.scheduler import fire_now
 
 CONFIG_HELP = (
     'JSON. schedule: {"interval_seconds": 900} or {"cron": "30 2 * * 1-5"}, optionally '
     '"start_time"/"end_time" ("HH:MM", may cross midnight), "weekdays" (["mon", ...]), '
-    '"timezone" (IANA, default the server\'s). file: {"path": "/dir", "pattern": "*.csv", '
-    '"settle_seconds": 0}. manual: {}.'
+    '"timezone" (IANA, default the server\'s). file: {"path": "/a/dir", "pattern": "*.csv", '
+    '"settle_seconds": 0}, the directory under one of RPA_FILE_TRIGGER_ROOTS. manual: {}.'
 )
 
 
@@ -43,6 +53,17 @@ class TriggerForm(forms.ModelForm):
         }
         help_texts = {"config": CONFIG_HELP}
         field_classes = {"config": SafeJSONField, "params": SafeJSONField}
+
+    may_execute = True  # set per request by TriggerAdmin.get_form
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.may_execute:
+            # self.instance is still the stored trigger here (the form writes into it after clean).
+            changes = execution_changes(self.instance if self.instance.pk else None, cleaned)
+            if changes:
+                raise ValidationError(execute_refusal(changes))
+        return cleaned
 
 
 @admin.register(Trigger)
@@ -71,6 +92,11 @@ class TriggerAdmin(BadInputGuard, ExecutePermission, EnableActions, KeyAutocompl
         ("When", {"fields": ["config", "upcoming", "last_fired", "next_fire_at", "problem"]}),
         ("History", {"fields": ["recent_fires"]}),
     ]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.may_execute = request.user.has_perm(EXECUTE_PERMISSION)  # type: ignore[attr-defined]  # made per request
+        return form
 
     @admin.display(description="target")
     def target_link(self, obj: Trigger) -> str:
@@ -121,6 +147,14 @@ class TriggerAdmin(BadInputGuard, ExecutePermission, EnableActions, KeyAutocompl
             self.log_change(request, trigger, f"Fired now: {fire.outcome}")
             level = messages.SUCCESS if fire.outcome == TriggerFire.Outcome.STARTED else messages.WARNING
             self.message_user(request, f"{trigger.name}: {fire.outcome} {fire.detail}".strip(), level)
+
+    @admin.action(description="Enable selected", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        # Shown to every editor (disabling needs only change), refused with the reason.
+        if not self.has_execute_permission(request):
+            self.message_user(request, execute_refusal(["enabling a trigger"]), messages.ERROR)
+            return
+        super().enable(request, queryset)
 
 
 class FiredRangeFilter(DateRangeFilter):

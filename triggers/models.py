@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,10 @@ from rpa_monitor.lib.text import unstorable_fields
 from triggers.schedule import Schedule, ScheduleError
 
 FILE_KEYS = frozenset({"path", "pattern", "settle_seconds"})
+# A trigger starts runs: writes that decide what runs and when need this beside the
+# trigger permission (DESIGN §14). Renaming and disabling do not.
+EXECUTE_PERMISSION = "chains.execute"
+EXECUTION_FIELDS = ("trigger_type", "workflow", "chain", "config", "params", "overlap")
 
 
 class Trigger(models.Model):
@@ -126,6 +132,34 @@ class Trigger(models.Model):
         )
 
 
+def execution_changes(before: Trigger | None, new: Mapping[str, Any]) -> list[str]:
+    """What writing `new` (field name → value) over the stored trigger `before` (None: creating
+    one) needs EXECUTE_PERMISSION for: creating, enabling, or changing what runs and when.
+
+    Compared with the stored values, never with what a form says was there before (the
+    admin's hidden "initial" inputs are posted by the client)."""
+    if before is None:
+        return ["creating a trigger"]
+    changes = ["enabling a trigger"] if new.get("enabled") and not before.enabled else []
+    for name in EXECUTION_FIELDS:
+        if name in new and _canonical(new[name]) != _canonical(getattr(before, name)):
+            changes.append(f"changing its {name}")
+    return changes
+
+
+def _canonical(value: Any) -> Any:
+    # JSON compared as text: {"x": 1} and {"x": true} differ (they are equal in Python).
+    if isinstance(value, models.Model):
+        return (type(value), value.pk)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def execute_refusal(changes: list[str]) -> str:
+    """The error for a write that needs EXECUTE_PERMISSION (admin form, admin action, API)."""
+    what = ", ".join(changes)
+    return f"{what[:1].upper()}{what[1:]} needs the {EXECUTE_PERMISSION} permission: a trigger starts runs."
+
+
 def config_errors(trigger_type: str, config: Any) -> dict[str, str]:
     """Every problem with `config` for `trigger_type`, keyed by field ("config.<key>")."""
     if trigger_type == Trigger.Type.SCHEDULE:
@@ -153,8 +187,10 @@ def _file_errors(config: dict[str, Any]) -> dict[str, str]:
     if unknown:
         errors["config"] = f"unknown keys: {', '.join(unknown)} (allowed: {', '.join(sorted(FILE_KEYS))})"
     path = config.get("path")
-    if not isinstance(path, str) or not path:
+    if not isinstance(path, str) or not path or "\x00" in path:
         errors["path"] = "a file trigger needs path (a directory)"
+    elif outside := outside_roots(path):
+        errors["path"] = outside
     elif not os.path.isdir(path):
         errors["path"] = f"{path!r} is not a directory"
     pattern = config.get("pattern", "*")
@@ -164,6 +200,25 @@ def _file_errors(config: dict[str, Any]) -> dict[str, str]:
     if isinstance(settle, bool) or not isinstance(settle, int | float) or not 0 <= settle <= 86400:
         errors["settle_seconds"] = f"must be a number of seconds between 0 and 86400, got {settle!r}"
     return {"config": _join(errors)} if errors else {}
+
+
+def file_trigger_roots() -> list[str]:
+    """RPA_FILE_TRIGGER_ROOTS resolved: the only directories file triggers may read."""
+    return [os.path.realpath(root) for root in settings.RPA_FILE_TRIGGER_ROOTS]
+
+
+def is_under(resolved: str, roots: list[str]) -> bool:
+    return any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def outside_roots(path: str, roots: list[str] | None = None) -> str:
+    """Why `path` may not be read ("" when it may): resolved (.., symlinks), it lies under no root."""
+    roots = file_trigger_roots() if roots is None else roots
+    resolved = os.path.realpath(path)
+    if is_under(resolved, roots):
+        return ""
+    where = f"{path!r}" if resolved == path else f"{path!r} resolves to {resolved!r}, which"
+    return f"{where} is outside RPA_FILE_TRIGGER_ROOTS ({':'.join(roots) or 'none set'})"
 
 
 class TriggerFireQuerySet(models.QuerySet["TriggerFire"]):
@@ -222,7 +277,13 @@ class TriggerFire(models.Model):
 
 
 class SeenFile(models.Model):
-    """A file a file trigger saw; it fires once the file stopped changing, once per (path, size, mtime)."""
+    """A file a file trigger saw; it fires once the file stopped changing, once per (path, size, mtime).
+
+    A symlink leaving RPA_FILE_TRIGGER_ROOTS is recorded with size and mtime NOT_READ
+    (and its skipped fire): it is never read, so nothing of its target is stored.
+    """
+
+    NOT_READ = -1
 
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="seen_files")
     path = models.CharField(max_length=1000)

@@ -12,6 +12,11 @@ Exactly once, with any number of concurrent ticks on any number of hosts:
 
 Missed slots (downtime) coalesce into one fire that records how late it is
 and how many slots it stands for; `next_fire_at` moves to the next slot after now.
+
+A fire, the run it starts and that run's task are one unit: with the database
+task backend all three commit in one transaction, so a tick killed at any
+point leaves all or nothing; for a backend outside the database every tick
+repairs a queued run whose task was lost (chains.tasks.requeue_lost_runs).
 """
 
 from __future__ import annotations
@@ -35,10 +40,20 @@ from alerts.channels import deliver_pending
 from alerts.rules import evaluate_rules
 from chains.daily import rollup_tick
 from chains.runner import enqueue_chain, enqueue_workflow, real_user, reap_stale_runs
+from chains.tasks import requeue_lost_runs
 from logs import get_logger
 from rpa_monitor.errors import ChainExecutionError
 from rpa_monitor.lib.counters import add_counts
-from triggers.models import SchedulerTick, SeenFile, Trigger, TriggerFire, TriggerFireCount
+from triggers.models import (
+    SchedulerTick,
+    SeenFile,
+    Trigger,
+    TriggerFire,
+    TriggerFireCount,
+    file_trigger_roots,
+    is_under,
+    outside_roots,
+)
 from triggers.schedule import Schedule
 
 log = get_logger("scheduler")
@@ -50,6 +65,7 @@ MAX_COUNTED_MISSED = 10_000
 @dataclass
 class TickReport:
     reaped: int = 0
+    repaired: int = 0  # queued runs whose task was lost: enqueued again, or abandoned
     fires: list[TriggerFire] = field(default_factory=list)
     after: list[str] = field(default_factory=list)  # what the steps after the fires reported
     duration_ms: float = 0.0
@@ -61,6 +77,8 @@ class TickReport:
         parts = [f"{n} {outcome}" for outcome, n in sorted(outcomes.items())] or ["nothing due"]
         after = "".join(f"; {line}" for line in self.after)
         reaped = f"{self.reaped} stale run(s) reaped"
+        if self.repaired:
+            reaped += f"; {self.repaired} queued run(s) with a lost task repaired"
         return f"tick: {', '.join(parts)}; {reaped}{after}; {self.duration_ms:.0f} ms"
 
 
@@ -70,6 +88,7 @@ def tick(now: datetime | None = None) -> TickReport:
     now = now or timezone.now()
     report = TickReport()
     report.reaped = len(reap_stale_runs(now, settings.RPA_RUN_LEASE_SECONDS))
+    report.repaired = len(requeue_lost_runs(now, settings.RPA_RUN_LEASE_SECONDS))
     report.fires += fire_due_schedules(now)
     report.fires += scan_file_triggers(now)
     report.after = after_fires(now)
@@ -208,8 +227,8 @@ def start_fire(
 ) -> TriggerFire:
     """Decide (start or skip), start the run through the task queue, record the fire.
 
-    Runs inside the caller's transaction, so the fire, the run and the task
-    enqueue (on commit) happen together or not at all.
+    Runs inside the caller's transaction, so the fire, the run and its task
+    (chains.tasks.enqueue_run) happen together or not at all.
     """
     fire = TriggerFire(
         trigger=trigger,
@@ -295,13 +314,29 @@ def scan_file_triggers(now: datetime) -> list[TriggerFire]:
 
 
 def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
-    """Fire once for each matching file that has not changed since the previous scan."""
+    """Fire once for each matching file that has not changed since the previous scan.
+
+    Reads only under RPA_FILE_TRIGGER_ROOTS, checked again here: a trigger saved
+    before the roots (or before its root was removed, or a directory symlink was
+    retargeted) records one error fire and is not read. A file that is a symlink
+    leaving the roots is skipped and recorded, never read.
+    """
     config = trigger.config or {}
     directory, pattern = str(config.get("path", "")), str(config.get("pattern") or "*")
     settle = timedelta(seconds=float(config.get("settle_seconds", 0)))
+    roots = file_trigger_roots()
+    outside = outside_roots(directory, roots) if "\x00" not in directory else "the path holds a NUL"
+    if outside:
+        fire = _report_problem(trigger, f"not scanned: {outside}", now)
+        return [fire] if fire else []
     try:
-        entries = [e for e in os.scandir(directory) if fnmatch.fnmatch(e.name, pattern) and e.is_file()]
-        stats = {e.path: e.stat() for e in entries}
+        entries = [e for e in os.scandir(directory) if fnmatch.fnmatch(e.name, pattern)]
+        links_out = {
+            e.path: target
+            for e in entries
+            if e.is_symlink() and not is_under(target := os.path.realpath(e.path), roots)
+        }
+        stats = {e.path: e.stat() for e in entries if e.path not in links_out and e.is_file()}
     except OSError as exc:
         problem = f"cannot read directory {directory!r}: {exc.strerror or exc}"
         fire = _report_problem(trigger, problem, now)
@@ -310,7 +345,7 @@ def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
         Trigger.objects.filter(pk=trigger.pk).update(problem="")
         trigger.problem = ""
     seen = {row.path: row for row in SeenFile.objects.filter(trigger=trigger)}
-    fires: list[TriggerFire] = []
+    fires = _skip_links_out(trigger, links_out, seen, now)
     for path, stat in sorted(stats.items()):
         row = seen.get(path)
         if row is None:
@@ -325,6 +360,48 @@ def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
             if fire is not None:
                 fires.append(fire)
     return fires
+
+
+def _skip_links_out(
+    trigger: Trigger, links_out: dict[str, str], seen: dict[str, SeenFile], now: datetime
+) -> list[TriggerFire]:
+    """Record each symlink leaving the roots once (a skipped fire); it is never read or fired."""
+    fires = []
+    for path, target in sorted(links_out.items()):
+        row = seen.get(path)
+        if row is not None and row.size == SeenFile.NOT_READ:
+            continue  # recorded by an earlier scan
+        fire = _record_link_out(trigger, row, path, target, now)
+        if fire is not None:
+            fires.append(fire)
+    return fires
+
+
+def _record_link_out(
+    trigger: Trigger, row: SeenFile | None, path: str, target: str, now: datetime
+) -> TriggerFire | None:
+    not_read = {"size": SeenFile.NOT_READ, "mtime_ns": SeenFile.NOT_READ, "changed_at": now, "fired_at": now}
+    try:
+        with transaction.atomic():
+            if row is None:
+                row = SeenFile.objects.create(trigger=trigger, path=path, first_seen_at=now, **not_read)
+            elif not SeenFile.objects.filter(pk=row.pk).exclude(size=SeenFile.NOT_READ).update(**not_read):
+                return None  # another tick recorded it
+            detail = f"skipped {path}: a symlink to {target}, outside RPA_FILE_TRIGGER_ROOTS (not read)"
+            log.warning(f"trigger {trigger.pk} ({trigger.name}): {detail}", trigger_id=trigger.pk)
+            fire = TriggerFire(
+                trigger=trigger,
+                due_at=now,
+                fired_at=now,
+                outcome=TriggerFire.Outcome.SKIPPED,
+                detail=detail,
+                host=_host(),
+            )
+            _save_fire(fire, unique_slot=False)
+            SeenFile.objects.filter(pk=row.pk).update(fire=fire)
+    except IntegrityError:
+        return None  # another tick saw it at the same moment
+    return fire
 
 
 def _ready_for_file(trigger: Trigger, fires: list[TriggerFire], now: datetime) -> bool:
@@ -375,11 +452,12 @@ def _fire_file(trigger: Trigger, row: SeenFile, now: datetime) -> TriggerFire | 
 
 def _report_problem(trigger: Trigger, problem: str, now: datetime) -> TriggerFire | None:
     """Record an error fire when a problem starts (or changes), not on every tick."""
+    stored = problem[:500]  # the column's length: compared as stored, or a long one never matches
     with transaction.atomic():
-        changed = Trigger.objects.filter(pk=trigger.pk).exclude(problem=problem).update(problem=problem[:500])
+        changed = Trigger.objects.filter(pk=trigger.pk).exclude(problem=stored).update(problem=stored)
         if not changed:
             return None
-        trigger.problem = problem[:500]
+        trigger.problem = stored
         log.warning(f"trigger {trigger.pk} ({trigger.name}): {problem}", trigger_id=trigger.pk)
         fire = TriggerFire(
             trigger=trigger,

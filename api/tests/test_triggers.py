@@ -1,20 +1,31 @@
-"""/api/triggers: list, create (validated like the admin), toggle."""
+"""/api/triggers: list, create (validated like the admin), toggle; chains.execute for what runs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
+from pytest_django.fixtures import Settings
 
-from api.tests.helpers import errors_of, post_json
-from chains.models import Chain, Workflow
+from api.tests.helpers import errors_of, make_user, post_json, token_client
+from chains.models import Chain, ChainRun, Workflow, WorkflowRun
 from triggers.models import Trigger
+from triggers.scheduler import tick
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_file_trigger_root(settings: Settings, tmp_path: Path) -> None:
+    """File triggers read only under RPA_FILE_TRIGGER_ROOTS: these tests watch tmp_path."""
+    settings.RPA_FILE_TRIGGER_ROOTS = [str(tmp_path)]
 
 
 @pytest.fixture
@@ -79,7 +90,7 @@ def test_it_lists_triggers(api: Client, nightly: Chain, workflows: list[Workflow
         ({"config": {}}, "config", ""),
         ({"config": [1, 2]}, "config", ""),
         ({"config": "every minute"}, "config", ""),
-        ({"trigger_type": "file", "config": {"path": "/no/such/dir"}}, "config", "not a directory"),
+        ({"trigger_type": "file", "config": {"path": "/no/such/dir"}}, "config", "RPA_FILE_TRIGGER_ROOTS"),
         ({"trigger_type": "manual", "config": {"x": 1}}, "config", "no config"),
         ({"trigger_type": "sometimes"}, "trigger_type", ""),
         ({"chain": "nope"}, "chain", "nope"),
@@ -140,3 +151,50 @@ def test_toggle_of_a_non_numeric_id_is_400_naming_it(api: Client, trigger_id: st
     response = post_json(api, f"/api/triggers/{trigger_id}/toggle")
     assert response.status_code == 400
     assert "trigger_id" in errors_of(response)
+
+
+# -- chains.execute: a trigger starts runs (DESIGN §14) -----------------------------------------
+
+TRIGGER_PERMISSIONS = ["triggers.view_trigger", "triggers.add_trigger", "triggers.change_trigger"]
+SCHEDULE = {"name": "every minute", "trigger_type": "schedule", "config": {"interval_seconds": 60}}
+
+
+@pytest.fixture
+def editor() -> User:
+    """Staff with the trigger permissions, but not chains.execute."""
+    return make_user("editor", *TRIGGER_PERMISSIONS)
+
+
+def test_it_refuses_a_create_without_execute_naming_the_permission(
+    editor: User, workflows: list[Workflow], nightly: Chain
+) -> None:
+    for target in ({"workflow": "login"}, {"chain": "nightly"}):
+        response = create(token_client(editor), **SCHEDULE, **target)
+        assert response.status_code == 403
+        assert "chains.execute" in errors_of(response)["permission"]
+    assert not Trigger.objects.exists()
+
+
+def test_a_tick_runs_nothing_for_a_trigger_a_non_executor_tried_to_create(
+    editor: User, workflows: list[Workflow]
+) -> None:
+    create(token_client(editor), **SCHEDULE, workflow="login")
+    later = timezone.now() + timedelta(minutes=5)
+    with time_machine.travel(later, tick=False):
+        tick(later)
+    assert WorkflowRun.objects.count() + ChainRun.objects.count() == 0
+
+
+def test_it_refuses_a_toggle_that_enables_without_execute(editor: User, nightly: Chain) -> None:
+    trigger = Trigger.objects.create(name="t", chain=nightly, config={"interval_seconds": 60}, enabled=False)
+    response = post_json(token_client(editor), f"/api/triggers/{trigger.pk}/toggle")
+    assert response.status_code == 403
+    assert "chains.execute" in errors_of(response)["permission"]
+    trigger.refresh_from_db()
+    assert (trigger.enabled, trigger.next_fire_at) == (False, None)
+
+
+def test_it_lets_a_non_executor_disable_with_toggle(editor: User, nightly: Chain) -> None:
+    trigger = Trigger.objects.create(name="t", chain=nightly, config={"interval_seconds": 60})
+    response = post_json(token_client(editor), f"/api/triggers/{trigger.pk}/toggle")
+    assert (response.status_code, response.json()["enabled"]) == (200, False)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import time_machine
 from django_tasks_db.models import DBTaskResult
+from pytest_django.fixtures import Settings
 
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun
 from rpa_monitor.test import MANAGE, database_env, manage
@@ -23,6 +24,12 @@ from triggers.scheduler import fire_now, tick
 
 CREATED = datetime(2026, 5, 4, 10, 7, tzinfo=UTC)
 Capture = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_file_trigger_root(settings: Settings, tmp_path: Path) -> None:
+    """File triggers read only under RPA_FILE_TRIGGER_ROOTS: these tests watch tmp_path."""
+    settings.RPA_FILE_TRIGGER_ROOTS = [str(tmp_path)]
 
 
 def at(hour: int, minute: int, second: int = 0) -> datetime:
@@ -204,21 +211,20 @@ def test_it_creates_a_queued_chain_run_linked_to_the_trigger_and_the_fire(
     assert run.pk in task.args_kwargs["args"]
 
 
-def test_it_creates_a_queued_workflow_run_and_enqueues_it_after_commit(
+def test_it_creates_a_queued_workflow_run_and_its_task_in_the_fires_transaction(
     workflow: Workflow, django_capture_on_commit_callbacks: Capture
 ) -> None:
     trigger = scheduled(workflow)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         [fire] = ticked(at(10, 10))
-    assert not DBTaskResult.objects.exists()  # nothing is enqueued before the fire commits
-    for callback in callbacks:
-        callback()
+    assert callbacks == []  # nothing waits for the commit: a crash leaves all three or none
     run = WorkflowRun.objects.get()
     assert fire.workflow_run == run
     assert (run.status, run.trigger) == (RunStatus.QUEUED, trigger)
     task = DBTaskResult.objects.get()
     assert task.task_path == "chains.tasks.execute_workflow_run"
     assert task.args_kwargs["args"] == [run.pk]
+    assert run.task_id == str(task.id)
 
 
 def test_it_records_when_the_tick_ran(workflow: Workflow) -> None:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from hypothesis import given
 from hypothesis import strategies as st
+from pytest_django.fixtures import Settings
 
 from chains.models import Chain, Workflow
 from triggers.models import Trigger
@@ -19,6 +20,12 @@ from triggers.models import Trigger
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 5, 4, 10, 7, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_file_trigger_root(settings: Settings, tmp_path: Path) -> None:
+    """File triggers read only under RPA_FILE_TRIGGER_ROOTS: these tests watch tmp_path."""
+    settings.RPA_FILE_TRIGGER_ROOTS = [str(tmp_path)]
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -10,7 +10,13 @@ from triggers.scheduler import fire_now, tick
 
 
 class Command(BaseCommand):
-    help = "Run one scheduler tick (what cron runs every minute), or fire one trigger now with --trigger."
+    # Commands run as the operator of this host (whoever may run manage.py and read its
+    # settings, hence the database), not as a Django user: there is no user whose
+    # chains.execute permission could be checked, and the fire records no requester.
+    help = (
+        "Run one scheduler tick (what cron runs every minute), or fire one trigger now with --trigger. "
+        "Runs as the host's operator: no Django permission is checked."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--trigger", type=int, metavar="ID", help="fire this trigger now (any type)")
