@@ -77,6 +77,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 before anything reads it.
+    "rpa_monitor.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -204,6 +206,10 @@ RPA_ALERT_RETRY_SECONDS = env_int("RPA_ALERT_RETRY_SECONDS", 30)
 RPA_ROLLUP_SECONDS = env_int("RPA_ROLLUP_SECONDS", 300)
 # Daily aggregates are kept this many days (they outlive run and log retention).
 RPA_AGGREGATE_DAYS = env_int("RPA_AGGREGATE_DAYS", 366)
+# Bounds on what one request can make the server hold or write (DESIGN §14, §20).
+RPA_MAX_CHAIN_STEPS = env_int("RPA_MAX_CHAIN_STEPS", 200)
+# Params travel to bots in the RPA_PARAMS environment variable (Linux caps one at 128 KiB).
+RPA_MAX_PARAMS_BYTES = env_int("RPA_MAX_PARAMS_BYTES", 65_536)
 # Who gets `manage.py send_report` (default: the targets of enabled email channels).
 RPA_REPORT_RECIPIENTS = env_list("RPA_REPORT_RECIPIENTS", [])
 
