@@ -60,7 +60,8 @@ def request_errors(errors: Iterable[dict[str, Any]]) -> ErrorList:
         loc = [str(part) for part in error.get("loc", ())]
         # ("body", "payload", "workflows", "0") names workflows.0; ("query", "level") names level.
         parts = loc[2:] if loc[:1] == ["body"] and len(loc) > 2 else loc[1:]
-        result.append({"field": ".".join(parts) or (loc[0] if loc else ""), "error": str(error.get("msg"))})
+        message = str(error.get("msg")).removeprefix("Value error, ")  # our validators' ValueErrors
+        result.append({"field": ".".join(parts) or (loc[0] if loc else ""), "error": message})
     return result
 
 

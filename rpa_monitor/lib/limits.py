@@ -35,7 +35,7 @@ def json_problem(value: Any) -> str | None:
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, where, depth = stack.pop()
-        at = f" (at {where})" if where else ""
+        at = f" (at {where if len(where) <= 80 else where[:80] + '…'})" if where else ""
         if isinstance(item, float) and not math.isfinite(item):
             return f"{_float_name(item)} is not a JSON number{at}"
         if isinstance(item, str) and not is_storable(item):
@@ -54,8 +54,10 @@ def json_problem(value: Any) -> str | None:
 
 
 def _float_name(value: float) -> str:
-    # 1e400 was read as infinity: name what the client most likely sent.
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if math.isnan(value):
+        return "NaN"
+    sign = "" if value > 0 else "-"
+    return f"{sign}Infinity (or a number beyond a double's range, such as {sign}1e400)"
 
 
 def params_size(params: Any) -> int:
