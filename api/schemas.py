@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from ninja import Field, Schema
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic.json_schema import JsonDict
 
 from api.errors import ApiError
 from chains.models import SLUG_RE, Chain, Workflow
@@ -197,7 +198,7 @@ class ResumeOut(ExecuteOut):
 
 
 # A trigger starts exactly one thing: `workflow` or `chain` is a slug, the other absent or null.
-EXACTLY_ONE_TARGET = {
+EXACTLY_ONE_TARGET: JsonDict = {
     "oneOf": [
         {"required": [given], "properties": {given: {"type": "string"}, other: {"type": "null"}}}
         for given, other in (("workflow", "chain"), ("chain", "workflow"))
