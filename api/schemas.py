@@ -138,8 +138,11 @@ class ErrorsOut(Schema):
 
 
 def responses(ok: dict[int, Any], *errors: int) -> dict[int, Any]:
-    """The responses of an operation: `ok` plus ErrorsOut for 400, 401, 403 and `errors`."""
-    return {**ok, **{status: ErrorsOut for status in sorted({400, 401, 403, *errors})}}
+    """The responses of an operation: `ok` plus ErrorsOut for 400, 401, 403, 413 and `errors`.
+
+    (413: any request with a body over DATA_UPLOAD_MAX_MEMORY_SIZE, see rpa_monitor.middleware.)
+    """
+    return {**ok, **{status: ErrorsOut for status in sorted({400, 401, 403, 413, *errors})}}
 
 
 class Input(BaseModel):

@@ -96,6 +96,13 @@ def test_it_answers_a_body_over_the_upload_limit_with_413_json_naming_the_limit(
     assert nothing_written()
 
 
+def test_it_documents_413_for_every_operation() -> None:
+    schema = Client().get("/api/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "413" in operation["responses"], (method, path)
+
+
 def test_it_answers_a_chunked_body_over_the_limit_with_413_json(
     transactional_db: None, staff: User, chain: Chain
 ) -> None:
