@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from ninja import errors as ninja_errors
 
 from rpa_monitor.errors import ChainNotFoundError, RPAMonitorError, TriggerNotFoundError
+from rpa_monitor.middleware import too_big_response
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
@@ -58,7 +60,8 @@ def request_errors(errors: Iterable[dict[str, Any]]) -> ErrorList:
         loc = [str(part) for part in error.get("loc", ())]
         # ("body", "payload", "workflows", "0") names workflows.0; ("query", "level") names level.
         parts = loc[2:] if loc[:1] == ["body"] and len(loc) > 2 else loc[1:]
-        result.append({"field": ".".join(parts) or (loc[0] if loc else ""), "error": str(error.get("msg"))})
+        message = str(error.get("msg")).removeprefix("Value error, ")  # our validators' ValueErrors
+        result.append({"field": ".".join(parts) or (loc[0] if loc else ""), "error": message})
     return result
 
 
@@ -103,6 +106,17 @@ def install_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ObjectDoesNotExist)
     def on_missing_object(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
         return error_response(404, [{"field": "", "error": str(exc)}])
+
+    @api.exception_handler(RequestDataTooBig)
+    def on_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        # A body without a Content-Length, found too big as it was read (the middleware
+        # answers the declared ones before this).
+        return too_big_response(request, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+    @api.exception_handler(RecursionError)
+    def on_too_deep(request: HttpRequest, exc: RecursionError) -> HttpResponse:
+        # JSON nested so deep that walking it ran out of stack: bad input, not a bug.
+        return error_response(400, [{"field": "body", "error": "the JSON body is nested too deeply"}])
 
     @api.exception_handler(Exception)
     def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -48,6 +48,7 @@ from api.schemas import (
     decode_cursor,
     encode_cursor,
     responses,
+    with_json_value,
 )
 from chains.models import SLUG_RE, Chain, ChainRun, WorkflowRun
 from chains.runner import cancel_run, enqueue_chain, resume_chain_run
@@ -64,6 +65,9 @@ EXECUTE_PERMISSIONS = ("chains.view_chain", "chains.execute")
 class RPAMonitorAPI(NinjaAPI):
     def get_openapi_operation_id(self, operation: Any) -> str:
         return str(operation.view_func.__name__)  # list_chains, not api_views_list_chains
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        return with_json_value(super().get_openapi_schema(*args, **kwargs))
 
 
 api = RPAMonitorAPI(
@@ -224,6 +228,11 @@ def refuse_unknown_parameters(request: HttpRequest, schema: type[BaseModel]) -> 
     if unknown:
         allowed = ", ".join(schema.model_fields)
         raise ApiError(400, unknown[0], f"unknown parameter {unknown[0]!r}; the filters are: {allowed}")
+    # Each filter takes one value: `?level=INFO&level=ERROR` silently used the last one.
+    repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
+    if repeated:
+        count = len(request.GET.getlist(repeated[0]))
+        raise ApiError(400, repeated[0], f"given {count} times; each filter takes one value")
 
 
 def matching_entries(filters: LogRangeFilters) -> tuple[DateRange, LogEntryQuerySet]:

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -29,6 +30,7 @@ from chains.models import (
     Workflow,
     WorkflowRun,
     WorkflowRunCount,
+    check_step_count,
 )
 from chains.runner import cancel_run, enqueue_chain, enqueue_workflow, resume_chain_run
 from credentials.models import Secret
@@ -274,6 +276,16 @@ class StepWorkflowSelect(KeyAutocompleteSelect):
 
 
 class ChainStepFormSet(forms.BaseInlineFormSet):
+    # The inline's max_num and absolute_max are RPA_MAX_CHAIN_STEPS: a POST claiming more
+    # rows (TOTAL_FORMS=100000) builds no more forms than that and gets this error.
+    default_error_messages = {"too_many_forms": "A chain has at most %(num)d steps (RPA_MAX_CHAIN_STEPS)."}
+
+    def get_queryset(self) -> QuerySet[ChainStep]:
+        # A chain saved over the limit before it existed still renders in bounded time.
+        if not hasattr(self, "_bounded_queryset"):
+            self._bounded_queryset = super().get_queryset()[: settings.RPA_MAX_CHAIN_STEPS]
+        return self._bounded_queryset
+
     @cached_property
     def workflow_labels(self) -> dict[str, str]:
         """{pk: label} of every workflow a row shows (saved or just posted), in one query."""
@@ -300,6 +312,18 @@ class ChainStepFormSet(forms.BaseInlineFormSet):
         if not kept:
             raise forms.ValidationError("A chain needs at least one step.")
         self._check_untouched_positions(kept)
+        self._check_step_count(kept)
+
+    def _check_step_count(self, kept: list[forms.Form]) -> None:
+        """The rows kept plus any saved steps this page does not show: at most the limit."""
+        unshown = 0
+        if self.instance.pk is not None:
+            carried = [f.instance.pk for f in self.initial_forms if f.instance.pk is not None]
+            unshown = ChainStep.objects.filter(chain=self.instance).exclude(pk__in=carried).count()
+        try:
+            check_step_count(len(kept) + unshown)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["workflows"]) from None
 
     def _check_untouched_positions(self, kept: list[forms.Form]) -> None:
         """Django compares the posted rows with each other only: a position held by a saved
@@ -338,6 +362,14 @@ class ChainStepInline(admin.TabularInline):
     min_num = 1
     ordering = ["position"]
     autocomplete_fields = ["workflow"]
+
+    def get_max_num(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
+        return settings.RPA_MAX_CHAIN_STEPS
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        # Django's default hard limit is max_num + 1000 forms built per POST.
+        kwargs.setdefault("absolute_max", settings.RPA_MAX_CHAIN_STEPS)
+        return super().get_formset(request, obj, **kwargs)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "workflow":

@@ -187,10 +187,23 @@ class ChainManager(models.Manager["Chain"]):
         return chain
 
 
+def check_step_count(count: int, field: str = "workflows") -> None:
+    """A chain has at most RPA_MAX_CHAIN_STEPS steps (DESIGN §14), however it is written.
+
+    An unbounded one (100,000 steps) took 28 s to create and its admin page never came back.
+    """
+    limit = settings.RPA_MAX_CHAIN_STEPS
+    if count > limit:
+        raise ValidationError(
+            {field: f"a chain has at most {limit} steps (RPA_MAX_CHAIN_STEPS); {count:,} given"}
+        )
+
+
 def resolve_workflows(slugs: Sequence[str], field: str = "workflows") -> list[Workflow]:
     """The workflows for `slugs`, in order; WorkflowNotFoundError names the unknown ones."""
     if not slugs:
         raise ValidationError({field: "a chain needs at least one workflow"})
+    check_step_count(len(slugs), field)  # before the lookup: its IN list grows with the request
     if not all(isinstance(slug, str) for slug in slugs):
         raise ValidationError({field: "workflows must be given as slugs (strings)"})
     # Only well-formed slugs can exist; the rest (NUL, surrogates, spaces) never reach the database.
@@ -226,6 +239,7 @@ class Chain(models.Model):
             raise ValidationError(errors)
 
     def set_steps(self, workflows: Sequence[Workflow]) -> None:
+        check_step_count(len(workflows))
         with transaction.atomic():
             self.steps.all().delete()
             ChainStep.objects.bulk_create(

@@ -82,6 +82,8 @@ MIDDLEWARE = [
     # The admin's CSS and JavaScript, served by the web server itself (STATIC_ROOT after
     # collectstatic; straight from the apps with DEBUG=1).
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 before anything reads it.
+    "rpa_monitor.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,6 +224,10 @@ RPA_AGGREGATE_DAYS = env_int("RPA_AGGREGATE_DAYS", 366)
 # Fernet keys for secrets at rest, comma-separated: the first encrypts, all decrypt (rotation).
 # Unset: one key derived from SECRET_KEY (credentials/vault.py: derived_key).
 RPA_SECRET_KEYS = env_list("RPA_SECRET_KEYS", [])
+# Bounds on what one request can make the server hold or write (DESIGN §14, §20).
+RPA_MAX_CHAIN_STEPS = env_int("RPA_MAX_CHAIN_STEPS", 200)
+# Params travel to bots in the RPA_PARAMS environment variable (Linux caps one at 128 KiB).
+RPA_MAX_PARAMS_BYTES = env_int("RPA_MAX_PARAMS_BYTES", 65_536)
 # Who gets `manage.py send_report` (default: the targets of enabled email channels).
 RPA_REPORT_RECIPIENTS = env_list("RPA_REPORT_RECIPIENTS", [])
 # File triggers read only under these directories (colon-separated; paths and symlinks resolved).

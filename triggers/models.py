@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chains.models import ACTIVE_STATUSES, Chain, ChainRun, Workflow, WorkflowRun
+from rpa_monitor.lib.limits import json_problem, params_problem
 from rpa_monitor.lib.text import unstorable_fields
 from triggers.schedule import Schedule, ScheduleError
 
@@ -98,9 +99,12 @@ class Trigger(models.Model):
             raise ValidationError(errors)
         if bool(self.workflow_id) == bool(self.chain_id):
             errors["workflow"] = "Choose exactly one target: a workflow or a chain."
-        errors.update(config_errors(self.trigger_type, self.config))
-        if not isinstance(self.params, dict):
-            errors["params"] = "must be a JSON object"
+        # rpa_monitor.lib.limits: NaN, 1e400, nested too deep, params too big for RPA_PARAMS.
+        unfit = json_problem(self.config)
+        errors.update({"config": unfit} if unfit else config_errors(self.trigger_type, self.config))
+        params = params_problem(self.params)
+        if params:
+            errors["params"] = params
         if errors:
             raise ValidationError(errors)
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 
+from api.schemas import MOMENT_PATTERN, NO_NUL
 from api.tests.helpers import errors_of
+from rpa_monitor.errors import InvalidDateRangeError
+from rpa_monitor.lib.dates import DateRange
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +78,58 @@ def test_wrong_methods_are_json_405s(api: Client, method: str, url: str) -> None
     assert response.status_code == 405
     assert "method" in errors_of(response)
     assert response["Allow"]
+
+
+# -- what schemathesis found the schema and the API disagreeing on (issue 11) ------------------
+
+
+def served_schema() -> dict[str, Any]:
+    return json.loads(Client().get("/api/openapi.json").content)
+
+
+def query_parameters(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    return {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}
+
+
+def test_it_documents_that_a_chain_has_one_to_max_steps_and_a_name() -> None:
+    chain = served_schema()["components"]["schemas"]["ChainIn"]["properties"]
+    assert chain["workflows"]["minItems"] == 1
+    assert chain["workflows"]["maxItems"] == settings.RPA_MAX_CHAIN_STEPS
+    assert chain["name"]["minLength"] == 1
+    assert chain["slug"]["pattern"] == "^[-a-zA-Z0-9_]+$"
+
+
+def test_it_documents_that_text_and_json_hold_no_nul() -> None:
+    schemas = served_schema()["components"]["schemas"]
+    assert schemas["ChainIn"]["properties"]["description"]["pattern"] == NO_NUL
+    assert schemas["TriggerIn"]["properties"]["name"]["pattern"] == NO_NUL
+    assert schemas["ExecuteIn"]["properties"]["params"]["propertyNames"] == {"pattern": NO_NUL}
+    string = next(v for v in schemas["JsonValue"]["anyOf"] if v["type"] == "string")
+    assert string["pattern"] == NO_NUL
+
+
+@pytest.mark.parametrize("path", ["/api/logs", "/api/logs/download"])
+def test_it_documents_that_every_filter_may_be_empty(path: str) -> None:
+    for name, schema in query_parameters(served_schema(), path).items():
+        assert {"type": "string", "maxLength": 0} in schema["anyOf"], name
+        assert {"type": "null"} not in schema["anyOf"], name
+
+
+def test_it_takes_an_empty_run_id_as_no_filter(api: Client) -> None:
+    assert api.get("/api/logs?run_id=").status_code == 200
+    assert api.get("/api/logs?run_id=x").status_code == 400
+
+
+@given(moment=st.from_regex(MOMENT_PATTERN, fullmatch=True))
+def test_every_date_the_schema_documents_is_accepted(moment: str) -> None:
+    DateRange.parse(moment, None)
+    DateRange.parse(None, moment)
+
+
+@pytest.mark.parametrize(
+    "moment", ["2026-02-30", "2026-13-01", "2026-11-24T25:00", "24.11.2026", "yesterday"]
+)
+def test_dates_the_api_refuses_are_outside_the_documented_pattern(moment: str) -> None:
+    assert not re.match(MOMENT_PATTERN, moment)
+    with pytest.raises(InvalidDateRangeError):
+        DateRange.parse(moment, None)

@@ -21,6 +21,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from rpa_monitor.lib.dates import parse_bound
+from rpa_monitor.lib.limits import json_problem
 from rpa_monitor.lib.text import SURROGATES
 
 STATUS_COLOURS = {
@@ -90,6 +91,8 @@ class SafeJSONField(forms.JSONField):
     - json.loads raises more than JSONDecodeError, which is all Django catches: a
       ValueError past Python's 4300-digit integer limit, a RecursionError for arrays
       nested thousands deep.
+    - json.loads reads NaN, Infinity and 1e400 (as infinity), which neither database's
+      JSON column stores (the INSERT failed, a 500): refused by `json_problem`, as in the API.
     - A JSON escape such as "\\ud800" decodes to a lone surrogate, which the models
       refuse (no database stores one); written back raw into the re-rendered form, it
       made the page itself unencodable. It is shown escaped again, as it was typed.
@@ -97,9 +100,13 @@ class SafeJSONField(forms.JSONField):
 
     def to_python(self, value: Any) -> Any:
         try:
-            return super().to_python(value)
+            parsed = super().to_python(value)
         except (ValueError, RecursionError):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        problem = json_problem(parsed)  # NaN, Infinity, 1e400 or nesting no database stores
+        if problem:
+            raise ValidationError(problem, code="invalid")
+        return parsed
 
     def bound_data(self, data: Any, initial: Any) -> Any:
         try:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import CommandError
 
+from rpa_monitor.lib.limits import params_problem
 from rpa_monitor.lib.text import is_storable
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ def parse_params(text: str) -> dict[str, Any]:
         raise CommandError("--params must be a JSON object")
     if not is_storable(params):
         raise CommandError("--params must not contain NUL characters or invalid Unicode (lone surrogates)")
+    problem = params_problem(params)  # too deep, or too big for the bot's environment
+    if problem:
+        raise CommandError(f"--params: {problem}")
     return params
 
 

@@ -33,13 +33,21 @@ def clean_json(value: Any) -> Any:
 
 
 def is_storable(value: Any) -> bool:
-    """True when no string inside `value` holds NUL or a lone surrogate."""
-    if isinstance(value, str):
-        return "\x00" not in value and not SURROGATES.search(value)
-    if isinstance(value, dict):
-        return all(is_storable(k) and is_storable(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(is_storable(v) for v in value)
+    """True when no string inside `value` holds NUL or a lone surrogate.
+
+    Iterative: JSON nested hundreds deep (which json.loads reads) must not overflow the stack.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or SURROGATES.search(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return True
 
 
