@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -9,10 +11,13 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chains.models import RunStatus, Workflow
-from chains.runner import reap_stale_runs, run_workflow
-from chains.spool import spool_dir
+from chains.executors import LineSplitter, RunLogWriter, store_spool_rest
+from chains.models import RunStatus, Workflow, WorkflowRun
+from chains.runner import cancel_run, reap_stale_runs, run_workflow
+from chains.spool import Spool, spool_dir
 from logs.models import LogEntry
 from rpa_monitor.test import start_manage, wait_for_running_run
 
@@ -76,3 +81,57 @@ def test_it_removes_the_spool_files_of_a_finished_run() -> None:
     assert LogEntry.objects.filter(run=run, message="hi").count() == 1
     assert run.spool == ""
     assert set(Path(spool_dir()).glob("*")) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_while_its_runner_was_dead_gets_its_lines_at_the_next_tick() -> None:
+    code = "import time\nfor i in range(5000):\n    print(f'line {i}')\ntime.sleep(60)\n"
+    Workflow.objects.create(slug="idle", name="idle", command=[PY, "-c", code])
+    runner = start_manage("run_workflow", "idle")
+    run = wait_for_running_run("idle")
+    spool = Spool(run.spool)
+    _wait_until(lambda: LogEntry.objects.filter(run=run).exists())
+    runner.kill()
+    runner.communicate(timeout=10)
+    assert cancel_run(run, "cancelled by test")  # SIGTERM to the bot; nobody reads its spool now
+    reap_stale_runs(timezone.now() + timedelta(minutes=5), lease_seconds=60)
+    stored = LogEntry.objects.filter(run=run, component="bot").values_list("message", flat=True)
+    assert sorted(stored) == sorted(f"line {i}" for i in range(5000))
+    run.refresh_from_db()
+    assert (run.status, run.spool) == (RunStatus.CANCELLED, "")
+    assert not any(Path(path).exists() for path in spool.paths)
+
+
+@pytest.mark.django_db
+def test_a_writer_whose_spool_was_taken_over_stores_nothing_twice() -> None:
+    workflow = Workflow.objects.create(slug="taken", name="taken", command=["true"])
+    run = WorkflowRun.objects.create(workflow=workflow, host=socket.gethostname(), status=RunStatus.RUNNING)
+    spool = Spool.new(run.pk)
+    stdout, stderr = spool.create()
+    os.write(stdout, b"one\ntwo\n")
+    os.close(stdout)
+    os.close(stderr)
+    run.spool = spool.base
+    run.save()
+    late = RunLogWriter(run, workflow.slug, batch_size=100, flush_seconds=60)  # the presumed-dead runner
+    assert store_spool_rest(run) == 2  # the reaper took over
+    late.add_stdout(b"one", 3, timezone.now(), 4)
+    late.flush()
+    assert late.lost
+    assert sorted(LogEntry.objects.filter(run=run).values_list("message", flat=True)) == ["one", "two"]
+    assert not Path(spool.paths[0]).exists()
+
+
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=12), st.data())
+def test_resuming_at_any_stored_offset_yields_exactly_the_lines_after_it(lines, data) -> None:  # type: ignore[no-untyped-def]
+    stream = b"".join(line + b"\n" for line in lines)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    splitter, seen = LineSplitter(limit=16), []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        seen += list(splitter.feed(stream[start:end]))
+    seen += list(splitter.finish())
+    assert [size for _, size, _ in seen] == [len(line) for line in lines]
+    for index, (_, _, after) in enumerate(seen):
+        resumed = LineSplitter(limit=16, offset=after)
+        rest = [*resumed.feed(stream[after:]), *resumed.finish()]
+        assert rest == seen[index + 1 :]
