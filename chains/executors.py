@@ -392,29 +392,9 @@ def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
     writer = RunLogWriter(run, workflow.slug, settings.RPA_LOG_BATCH_SIZE, settings.RPA_LOG_FLUSH_SECONDS)
     started_at = timezone.now()  # before the bot starts: its recorded duration covers its whole life
     try:
-        spool = Spool.new(run.pk)
-        stdout, stderr = spool.create()
-    except OSError as exc:
-        return _fail_to_start(run, writer, exc, started_at)
-    try:
-        proc = subprocess.Popen(
-            build_argv(workflow),
-            cwd=workflow.resolved_working_dir(),
-            env=build_env(run, workflow, chain_slug),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,  # straight to disk: the bot's output outlives its runner
-            stderr=stderr,
-            start_new_session=True,  # own process group: a timeout kills grandchildren too
-        )
+        proc, spool = _launch(run, workflow, chain_slug)
     except (OSError, ValueError) as exc:
-        spool.remove()
         return _fail_to_start(run, writer, exc, started_at)
-    except BaseException:
-        spool.remove()
-        raise
-    finally:
-        os.close(stdout)  # the bot has its own copies
-        os.close(stderr)
     if not run.start(socket.gethostname(), proc.pid, os.getpid(), started_at=started_at, spool=spool.base):
         # Cancelled (or otherwise finished) before it could start.
         _kill_group(proc.pid, signal.SIGKILL)
@@ -442,6 +422,29 @@ def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
     _discard_spool(run, writer)
     # The row is the truth: if someone else finished the run first, report their outcome.
     return Outcome(RunStatus(run.status), run.exit_code, run.error)
+
+
+def _launch(run: WorkflowRun, workflow: Workflow, chain_slug: str) -> tuple[subprocess.Popen[bytes], Spool]:
+    """Start the bot writing to a new spool (removed again if the bot does not start)."""
+    spool = Spool.new(run.pk)
+    stdout, stderr = spool.create()
+    try:
+        proc = subprocess.Popen(
+            build_argv(workflow),
+            cwd=workflow.resolved_working_dir(),
+            env=build_env(run, workflow, chain_slug),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,  # straight to disk: the bot's output outlives its runner
+            stderr=stderr,
+            start_new_session=True,  # own process group: timeouts and the run's end reach grandchildren
+        )
+    except BaseException:
+        spool.remove()
+        raise
+    finally:
+        os.close(stdout)  # the bot has its own copies
+        os.close(stderr)
+    return proc, spool
 
 
 def _readers(spool: Spool, writer: RunLogWriter) -> list[SpoolReader]:

@@ -22,7 +22,8 @@ SUFFIXES = (".out", ".err")
 
 
 def spool_dir() -> Path:
-    return Path(settings.DATA_DIR) / "spool"
+    # Absolute: the path is stored on the run and opened by other processes (the reaper).
+    return Path(settings.DATA_DIR).absolute() / "spool"
 
 
 @dataclass(frozen=True)
