@@ -399,6 +399,11 @@ class WorkflowRunQuerySet(models.QuerySet["WorkflowRun"]):
     def finished(self) -> WorkflowRunQuerySet:
         return self.filter(status__in=FINISHED_STATUSES)
 
+    def with_unread_spool(self, host: str, finished_before: datetime) -> WorkflowRunQuerySet:
+        """Finished runs of `host` whose spooled output was not (all) stored or removed:
+        their runner died, or they were reaped from another host."""
+        return self.finished().filter(host=host, finished_at__lt=finished_before).exclude(spool="")
+
 
 class WorkflowRun(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs", db_index=False)
@@ -444,6 +449,12 @@ class WorkflowRun(models.Model):
     # (requeue_lost_runs: once, then the run is abandoned).
     task_id = models.CharField(max_length=64, blank=True)
     task_requeued_at = models.DateTimeField(null=True, blank=True)
+    # The bot writes stdout/stderr to `<spool>.out`/`<spool>.err` on `host`; the offsets say how
+    # many bytes of each are stored as log entries (moved in the transaction that stores them).
+    # Cleared once the files are fully stored and removed.
+    spool = models.CharField(max_length=1024, blank=True, help_text="Spool files of the bot's output.")
+    stdout_offset = models.BigIntegerField(default=0)
+    stderr_offset = models.BigIntegerField(default=0)
 
     objects = WorkflowRunQuerySet.as_manager()
 
@@ -471,6 +482,8 @@ class WorkflowRun(models.Model):
             models.Index(fields=["finished_at"], name="wfrun_finished_idx"),
             # A workflow's latest run with a status (the dead man's switch: latest success).
             models.Index(fields=["workflow", "status", "-id"], name="wfrun_workflow_status_idx"),
+            # The spool sweep: runs whose spooled output is still on disk (a handful).
+            models.Index(fields=["host"], condition=~Q(spool=""), name="wfrun_unread_spool_idx"),
         ]
 
     def __str__(self) -> str:
@@ -490,16 +503,29 @@ class WorkflowRun(models.Model):
             return None
         return 100.0 * (self.progress_done or 0) / self.progress_total
 
-    def start(self, host: str, pid: int | None, worker_pid: int | None) -> bool:
-        """queued → running with who runs it; False when it was not queued."""
+    def start(
+        self,
+        host: str,
+        pid: int | None,
+        worker_pid: int | None,
+        *,
+        started_at: datetime | None = None,
+        spool: str = "",
+    ) -> bool:
+        """queued → running with who runs it; False when it was not queued.
+
+        `started_at` is when the bot was launched (taken before starting it, so the
+        recorded duration is never shorter than the bot's life).
+        """
         now = timezone.now()
         fields = {
             "status": RunStatus.RUNNING,
-            "started_at": now,
+            "started_at": started_at or now,
             "heartbeat_at": now,
             "host": host[:255],
             "pid": pid,
             "worker_pid": worker_pid,
+            "spool": spool,
         }
         updated = WorkflowRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(**fields)
         if updated:
@@ -541,6 +567,24 @@ class WorkflowRun(models.Model):
 
     def mark_failed(self, error: str, exit_code: int | None = None) -> bool:
         return self.finish(RunStatus.FAILURE, exit_code=exit_code, error=error)
+
+    def advance_spool(self, old: tuple[int, int], new: tuple[int, int]) -> bool:
+        """Move the stored (stdout, stderr) spool offsets from `old` to `new`.
+
+        Call it in the transaction that stores the lines in between: False (store
+        nothing) when someone else moved them first, so no line is stored twice.
+        """
+        updated = WorkflowRun.objects.filter(pk=self.pk, stdout_offset=old[0], stderr_offset=old[1]).update(
+            stdout_offset=new[0], stderr_offset=new[1]
+        )
+        if updated:
+            self.stdout_offset, self.stderr_offset = new
+        return bool(updated)
+
+    def clear_spool(self) -> None:
+        """The spool files are stored and removed: forget them."""
+        WorkflowRun.objects.filter(pk=self.pk).update(spool="")
+        self.spool = ""
 
 
 def record_finished_run(workflow_id: int, status: str, started_at: datetime | None, now: datetime) -> None:

@@ -5,6 +5,10 @@ the supervising runner as JSON lines on stdout (the same protocol command
 bots use), so python workflows get the same isolation, timeout kill and log
 capture as commands. An exception prints its traceback as an ERROR entry and
 exits 1, which fails the run with that traceback.
+
+Unlike a `command` bot, whose environment is an allow-list, this child keeps
+the worker's environment (see `chains.executors.build_env`): the function is
+the deployment's own code, and Django needs its settings and database here.
 """
 
 from __future__ import annotations

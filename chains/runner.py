@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
-from chains.executors import execute, kill_orphaned_bot
+from chains.executors import execute, kill_orphaned_bot, store_spool_rest
 from chains.models import (
     Chain,
     ChainRun,
@@ -266,13 +267,17 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
     """Mark running runs whose heartbeat is older than the lease as abandoned.
 
     Their worker died (kill -9, a crashed host): without this they would stay
-    "running" forever. The chain run fails at that step. Uses the partial index
+    "running" forever. On the run's host, its orphaned bot is killed and what
+    its runner had not stored of the spool is stored first, so the run ends
+    with every line. The chain run fails at that step. Uses the partial index
     on running runs' heartbeat_at, so it costs O(running), not O(history).
     """
     cutoff = now - timedelta(seconds=lease_seconds)
     stale = WorkflowRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     reaped = []
     for run in stale.select_related("workflow", "chain_run"):
+        killed = kill_orphaned_bot(run)
+        stored = store_spool_rest(run)
         error = (
             f"abandoned: no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}Z "
             f"(lease {lease_seconds}s); last seen on host {run.host or '?'} pid {run.pid} "
@@ -281,9 +286,9 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
         if not run.finish(RunStatus.ABANDONED, error=error):
             continue  # it finished (or was reaped by another host) meanwhile
         reaped.append(run)
-        killed = kill_orphaned_bot(run)
         log.error(
-            f"{error}; {'killed its orphaned process group' if killed else 'no local process to kill'}",
+            f"{error}; {'killed its orphaned process group' if killed else 'no local process to kill'}"
+            f"; stored {stored} spooled line(s) its runner had not",
             workflow_id=run.workflow.slug, run_id=run.pk, host=run.host, pid=run.pid,
         )  # fmt: skip
         if run.chain_run is not None:
@@ -291,7 +296,17 @@ def reap_stale_runs(now: datetime, lease_seconds: int) -> list[WorkflowRun]:
             run.chain_run.finish(RunStatus.FAILURE, failed_step=run.position, error=f"{step}: {error}")
     _reap_stale_chain_runs(cutoff, lease_seconds)
     release_abandoned_tasks(since=cutoff)  # their task rows too (idempotent; the window covers a crash)
+    _store_unread_spools(cutoff)
     return reaped
+
+
+def _store_unread_spools(cutoff: datetime) -> None:
+    """Finished runs of this host whose spool is still on disk: reaped from another host,
+    cancelled while their runner was dead, or their runner died between finishing the run
+    and removing the files. Finished before the cutoff, so no live runner still reads them."""
+    for run in WorkflowRun.objects.with_unread_spool(socket.gethostname(), cutoff).select_related("workflow"):
+        kill_orphaned_bot(run)
+        store_spool_rest(run)
 
 
 def _reap_stale_chain_runs(cutoff: datetime, lease_seconds: int) -> None:

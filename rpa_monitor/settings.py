@@ -207,6 +207,11 @@ RPA_MAX_LINE_BYTES = env_int("RPA_MAX_LINE_BYTES", 64 * 1024)
 # Bot output is written to the database in batches of this many lines or this often.
 RPA_LOG_BATCH_SIZE = env_int("RPA_LOG_BATCH_SIZE", 2000)
 RPA_LOG_FLUSH_SECONDS = float(os.environ.get("RPA_LOG_FLUSH_SECONDS", "0.5"))
+# The only names of the worker's environment a `command` bot gets (besides its run variables,
+# its workflow's environment and the trace context): never SECRET_KEY, DATABASE_URL, EMAIL_*.
+RPA_BOT_ENV_PASSTHROUGH = env_list(
+    "RPA_BOT_ENV_PASSTHROUGH", ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"]
+)
 # Where this site is reached: links in alert notifications and reports point here.
 RPA_BASE_URL = os.environ.get("RPA_BASE_URL", "http://localhost:8000").rstrip("/")
 # An alert notification (webhook, Slack, PagerDuty, email) waits this long for its server ...

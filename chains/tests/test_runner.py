@@ -78,6 +78,31 @@ def _alive(pid: int) -> bool:
         return f.read().split(") ")[1][0] != "Z"
 
 
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_it_ends_the_process_group_when_the_run_finishes(exit_code: int) -> None:
+    # A background grandchild outlives the bot's main process: the run's end ends it too.
+    run = run_workflow(command(f"leaves-{exit_code}", "sh", "-c", f"(sleep 612 &); exit {exit_code}"))
+    assert run.status == (RunStatus.SUCCESS if exit_code == 0 else RunStatus.FAILURE)
+    assert run.pid is not None
+    assert _session_members(run.pid) == []
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session `sid`, read from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:  # state, ppid, pgrp, session
+            members.append(int(entry))
+    return members
+
+
 def test_it_turns_json_lines_into_structured_entries_and_stderr_into_warnings() -> None:
     code = (
         "import json, sys\n"
