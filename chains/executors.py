@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from chains.models import RunStatus, Workflow, WorkflowRun
 from chains.spool import Spool
+from credentials.vault import MASK, Redactor, SecretDecryptionError, environment_for
 from logs.models import ERROR_LEVELS, Level, LogEntry, LogRow, normalize_level
 
 BOT_COMPONENT = "bot"
@@ -189,6 +190,9 @@ class RunLogWriter:
     progress: tuple[int, int] | None = None
     stored: int = 0
     lost: bool = False  # someone else stores this run's spool now (the offsets moved under us)
+    # Masks the values of the run's secrets in every stored line (and so in run.error, exports
+    # and notifications, which take their text from stored rows).
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
     run_id: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +215,8 @@ class RunLogWriter:
         metadata: dict[str, Any] = {"stream": "stderr"}
         if size > len(raw):
             metadata.update(truncated=True, original_bytes=size)
+        if self.redactor:
+            text = self.redactor.redact(text)
         self.last_error = text
         self._add(
             LogRow(
@@ -233,12 +239,23 @@ class RunLogWriter:
     def _add(self, row: LogRow) -> None:
         if self.lost:
             return
+        if self.redactor:
+            row = self._redacted(row)
         self.rows.append(row)
         if row.level in ERROR_LEVELS:
             self.last_error = row.message
             self.flush()
         elif len(self.rows) >= self.batch_size:
             self.flush()
+
+    def _redacted(self, row: LogRow) -> LogRow:
+        redact = self.redactor.redact
+        return row._replace(
+            message=redact(row.message),
+            component=redact(row.component),
+            node_id=redact(row.node_id),
+            metadata=self.redactor.redact_json(row.metadata),
+        )
 
     @property
     def unstored(self) -> bool:
@@ -392,7 +409,12 @@ def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
     writer = RunLogWriter(run, workflow.slug, settings.RPA_LOG_BATCH_SIZE, settings.RPA_LOG_FLUSH_SECONDS)
     started_at = timezone.now()  # before the bot starts: its recorded duration covers its whole life
     try:
-        proc, spool = _launch(run, workflow, chain_slug)
+        secrets = environment_for(workflow)
+    except SecretDecryptionError as exc:
+        return _fail_to_start(run, writer, exc, started_at)
+    writer.redactor = Redactor(secrets.values())
+    try:
+        proc, spool = _launch(run, workflow, chain_slug, secrets)
     except (OSError, ValueError) as exc:
         return _fail_to_start(run, writer, exc, started_at)
     if not run.start(socket.gethostname(), proc.pid, os.getpid(), started_at=started_at, spool=spool.base):
@@ -424,7 +446,9 @@ def execute(run: WorkflowRun, chain_slug: str = "") -> Outcome:
     return Outcome(RunStatus(run.status), run.exit_code, run.error)
 
 
-def _launch(run: WorkflowRun, workflow: Workflow, chain_slug: str) -> tuple[subprocess.Popen[bytes], Spool]:
+def _launch(
+    run: WorkflowRun, workflow: Workflow, chain_slug: str, secrets: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], Spool]:
     """Start the bot writing to a new spool (removed again if the bot does not start)."""
     spool = Spool.new(run.pk)
     stdout, stderr = spool.create()
@@ -432,7 +456,7 @@ def _launch(run: WorkflowRun, workflow: Workflow, chain_slug: str) -> tuple[subp
         proc = subprocess.Popen(
             build_argv(workflow),
             cwd=workflow.resolved_working_dir(),
-            env=build_env(run, workflow, chain_slug),
+            env=build_env(run, workflow, chain_slug, extra=secrets),
             stdin=subprocess.DEVNULL,
             stdout=stdout,  # straight to disk: the bot's output outlives its runner
             stderr=stderr,
@@ -482,6 +506,7 @@ def store_spool_rest(run: WorkflowRun) -> int:
         settings.RPA_LOG_BATCH_SIZE,
         settings.RPA_LOG_FLUSH_SECONDS,
         stored_offsets=(run.stdout_offset, run.stderr_offset),
+        redactor=_redactor_for(run.workflow),
     )
     readers = _readers(Spool(run.spool), writer)
     try:
@@ -493,6 +518,32 @@ def store_spool_rest(run: WorkflowRun) -> int:
     writer.flush()
     _discard_spool(run, writer)
     return writer.stored
+
+
+def _redactor_for(workflow: Workflow) -> Redactor:
+    """The masks of a workflow's secrets for lines stored after its runner died. A value no key
+    decrypts any more cannot be masked: then every line is masked rather than one shown."""
+    try:
+        return Redactor(environment_for(workflow).values())
+    except SecretDecryptionError:
+        return _MASK_ALL
+
+
+class _MaskEverything(Redactor):
+    def __init__(self) -> None:
+        super().__init__(())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def redact(self, text: str) -> str:
+        return MASK if text else text
+
+    def redact_json(self, value: Any) -> Any:
+        return None if value is None else {"redacted": MASK}
+
+
+_MASK_ALL = _MaskEverything()
 
 
 def _fail_to_start(run: WorkflowRun, writer: RunLogWriter, exc: Exception, started_at: datetime) -> Outcome:

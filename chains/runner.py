@@ -53,6 +53,7 @@ def run_workflow(
     chain_slug = chain_run.chain.slug if chain_run else ""
     attempts = workflow.max_retries + 1
     first_attempt = run.attempt if run else 1
+    previous: WorkflowRun | None = None
     for attempt in range(first_attempt, attempts + 1):
         if run is None:
             run = WorkflowRun.objects.create(
@@ -62,6 +63,10 @@ def run_workflow(
                 attempt=attempt,
                 params=params or {},
                 requested_by=real_user(requested_by),
+                # A retry runs inside its first attempt's task and for its trigger: the reaper
+                # releases that task when the retry dies, and overlap `skip` sees the retry.
+                task_id=previous.task_id if previous else "",
+                trigger_id=previous.trigger_id if previous else None,
             )
         run.workflow = workflow
         if not workflow.enabled:
@@ -73,7 +78,7 @@ def run_workflow(
             return run
         if workflow.retry_delay_seconds:
             _wait_keeping_lease(chain_run, workflow.retry_delay_seconds)
-        run = None
+        previous, run = run, None
     assert run is not None
     return run
 

@@ -192,6 +192,17 @@ def test_it_stops_retrying_after_max_retries() -> None:
     assert WorkflowRun.objects.filter(workflow=workflow).count() == 3
 
 
+def test_a_retry_keeps_the_task_and_the_trigger_of_its_first_attempt() -> None:
+    from triggers.models import Trigger
+
+    workflow = command("flaky3", "false", max_retries=1)
+    trigger = Trigger.objects.create(name="manual", trigger_type=Trigger.Type.MANUAL, workflow=workflow)
+    first = WorkflowRun.objects.create(workflow=workflow, task_id="task-1", trigger=trigger)
+    last = run_workflow(workflow, run=first)
+    assert last.attempt == 2
+    assert (last.task_id, last.trigger_id) == ("task-1", trigger.pk)
+
+
 def test_it_calls_python_workflows_with_a_context() -> None:
     workflow = Workflow.objects.create(
         slug="report", name="report", kind=Workflow.Kind.PYTHON, callable="examples.python_jobs:daily_report"
