@@ -20,47 +20,113 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from ninja import Field, Path, Query, Router, Schema, Status
+from pydantic import AfterValidator
 
 from api.auth import require
 from api.errors import ApiError
-from api.schemas import responses
+from api.schemas import NO_NUL, Input, Text, responses
 from chains.models import Workflow
-from credentials.models import NAME_RE, Secret
+from credentials.models import NAME_RE, Secret, validate_name
+from credentials.vault import MAX_VALUE_BYTES, MIN_VALUE_CHARS, validate_value
 from rpa_monitor.lib.text import is_storable
 
 router = Router(tags=["secrets"])
 
+# What the schema documents is what is accepted (issue 11): every constraint below is both in
+# the OpenAPI schema and checked here, with a message naming the field. Only a name already
+# taken and unknown group names depend on what is stored.
+NAME_MAX_CHARS = Secret._meta.get_field("name").max_length
+# NAME_RE and not starting with RPA_ in any case (validate_name), spelt without a lookahead so
+# that every JSON Schema regex dialect reads it the same: a name starting R/r is R alone, or R
+# then not P, or RP then not A, or RPA then not _.
+NAME_PATTERN = (
+    r"^([A-QS-Za-qs-z_][A-Za-z0-9_]*"
+    r"|[Rr]([Pp]([Aa]([A-Za-z0-9][A-Za-z0-9_]*)?|[B-Zb-z0-9_][A-Za-z0-9_]*)?|[A-OQ-Za-oq-z0-9_][A-Za-z0-9_]*)?)$"
+)
+# The vault allows MAX_VALUE_BYTES of UTF-8, which JSON Schema cannot count; a quarter of it in
+# characters (at most 4 bytes each) always fits, so that is the API's limit, exactly.
+MAX_VALUE_CHARS = MAX_VALUE_BYTES // 4
+GROUP_NAME_MAX_CHARS = Group._meta.get_field("name").max_length
+MAX_ALLOWED_GROUPS = 100  # a bound on the list (and on the query that looks its names up)
 
-def _storable(value: Any) -> Any:
+
+def _storable(value: str) -> str:
     if not is_storable(value):
         raise ValueError("must not contain NUL characters or invalid Unicode (lone surrogates)")
     return value
 
 
-Text = Annotated[str, AfterValidator(_storable)]
+def _env_name(value: str) -> str:
+    try:
+        validate_name(value)
+    except ValidationError as exc:
+        raise ValueError(exc.messages[0]) from None
+    return value
 
 
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error naming it
+def _value(value: str) -> str:
+    # The vault's own rules and messages (too short to redact, NUL, lone surrogates).
+    try:
+        validate_value(value)
+    except ValidationError as exc:
+        raise ValueError(exc.messages[0]) from None
+    return value
+
+
+EnvName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=NAME_MAX_CHARS,
+        description="The environment variable the bot gets it as: letters, digits and _, not "
+        "starting with a digit nor with RPA_ (the run's own variables), e.g. ERP_PASSWORD.",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    ),
+    AfterValidator(_env_name),
+]
+Value = Annotated[
+    str,
+    Field(
+        max_length=MAX_VALUE_CHARS,
+        description=f"Write-only: never returned by any endpoint. {MIN_VALUE_CHARS} to "
+        f"{MAX_VALUE_CHARS:,} characters (shorter values could not be redacted from logs).",
+        json_schema_extra={"minLength": MIN_VALUE_CHARS, "pattern": NO_NUL},
+    ),
+    AfterValidator(_value),
+]
+GroupName = Annotated[
+    str,
+    Field(min_length=1, max_length=GROUP_NAME_MAX_CHARS, json_schema_extra={"pattern": NO_NUL}),
+    AfterValidator(_storable),
+]
+# Any text is answered (404 unless a secret has that name); the example is the one the
+# schemathesis test stores, so that the operations on one secret get exercised for real.
+NamePath = Annotated[str, Path(description="The secret's name, e.g. ERP_PASSWORD.", example="ERP_PASSWORD")]
+GROUPS_DESCRIPTION = (
+    "Names of existing groups whose members may attach it to a workflow (empty: anyone with "
+    f"chains.change_execution); at most {MAX_ALLOWED_GROUPS}."
+)
 
 
 class SecretIn(Input):
-    name: str = Field(description="An environment-variable name (letters, digits, _), e.g. ERP_PASSWORD.")
-    value: str = Field(description="Write-only: never returned by any endpoint.")
+    name: EnvName = Field(examples=["SAP_TOKEN"])
+    value: Value
     description: Text = ""
-    allowed_groups: list[Text] = Field(
+    allowed_groups: list[GroupName] = Field(
         default_factory=list,
-        description="Names of the groups whose members may attach it to a workflow (empty: anyone "
-        "with chains.change_execution).",
+        max_length=MAX_ALLOWED_GROUPS,
+        description=GROUPS_DESCRIPTION,
+        examples=[["operators"]],
     )
 
 
 class SecretPatch(Input):
-    value: str | None = Field(None, description="A new value (write-only); omitted keeps the current one.")
+    value: Value | None = Field(None, description="A new value (write-only); omitted keeps the current one.")
     description: Text | None = None
-    allowed_groups: list[Text] | None = None
+    allowed_groups: list[GroupName] | None = Field(
+        None, max_length=MAX_ALLOWED_GROUPS, description=GROUPS_DESCRIPTION, examples=[["operators"]]
+    )
 
 
 class SecretOut(Schema):
@@ -113,7 +179,8 @@ def _secret_or_404(name: str, queryset: QuerySet[Secret] | None = None) -> Secre
 
 
 def _groups(names: list[str]) -> list[Group]:
-    found = {group.name: group for group in Group.objects.filter(name__in=set(names))}
+    """The named groups, locked until the transaction ends (a concurrent delete waits)."""
+    found = {group.name: group for group in Group.objects.select_for_update().filter(name__in=set(names))}
     missing = sorted(set(names) - set(found))
     if missing:
         raise ApiError(400, "allowed_groups", f"unknown groups: {', '.join(missing)}")
@@ -156,7 +223,7 @@ def list_secrets(request: HttpRequest, filters: Query[SecretFilters]) -> Any:
 
 
 @router.get("/{name}", response=responses({200: SecretOut}, 404))
-def get_secret(request: HttpRequest, name: str) -> Any:
+def get_secret(request: HttpRequest, name: NamePath) -> Any:
     require(request, "credentials.view_secret")
     return _secret_or_404(name)
 
@@ -166,9 +233,10 @@ def create_secret(request: HttpRequest, payload: SecretIn) -> Any:
     require(request, "credentials.add_secret")
     secret = Secret(name=payload.name, description=payload.description)
     _set_value(secret, payload.value)
-    groups = _groups(payload.allowed_groups)
     try:
         with transaction.atomic():
+            # Looked up inside: a group deleted meanwhile is unknown (400), not an IntegrityError.
+            groups = _groups(payload.allowed_groups)
             secret.save()
             secret.allowed_groups.set(groups)
             _audit(request, secret, ADDITION, "Added")
@@ -179,7 +247,7 @@ def create_secret(request: HttpRequest, payload: SecretIn) -> Any:
 
 
 @router.patch("/{name}", response=responses({200: SecretOut}, 404))
-def update_secret(request: HttpRequest, name: str, payload: SecretPatch) -> Any:
+def update_secret(request: HttpRequest, name: NamePath, payload: SecretPatch) -> Any:
     """Change the value, description or allowed groups; what is omitted stays."""
     require(request, "credentials.change_secret")
     with transaction.atomic():
@@ -197,7 +265,7 @@ def update_secret(request: HttpRequest, name: str, payload: SecretPatch) -> Any:
 
 
 @router.delete("/{name}", response=responses({204: None}, 404))
-def delete_secret(request: HttpRequest, name: str) -> Any:
+def delete_secret(request: HttpRequest, name: NamePath) -> Any:
     """Delete it; the workflows that had it run without it from then on."""
     require(request, "credentials.delete_secret")
     with transaction.atomic():

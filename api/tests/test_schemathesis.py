@@ -10,6 +10,7 @@ The live server's rows are flushed after the test (a transactional test), so not
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -21,19 +22,24 @@ from schemathesis import checks
 from api.models import ApiToken
 from api.views import api
 from chains.models import Chain, Workflow
+from credentials.models import Secret
 
 MAX_EXAMPLES = 12  # per operation and phase: about a minute on this machine
+STORED_VALUE = "correct horse battery staple"  # the value of the secret the fixture stores
 
 # Refusals that depend on what is stored, which no schema can state: (field, what the error
 # says). Slugs naming workflows or chains that do not exist, a chain slug already taken, a
 # trigger's config (a file trigger's directory must exist, a schedule must ever fire), a cursor
-# this API never handed out, a start after the end. Any other 400 for schema-valid data is a
+# this API never handed out, a start after the end, a secret name already taken, group names
+# that name no group. Any other 400 for schema-valid data is a
 # schema that promises more than the API accepts.
 STATE_REFUSALS = {
     "POST /api/chains": {("workflows", "unknown workflow"), ("slug", "already exists")},
     "POST /api/triggers": {("workflow", "unknown workflow"), ("chain", "unknown chain"), ("config", "")},
     "GET /api/logs": {("cursor", "not a cursor this API returned"), ("start", "is after end")},
     "GET /api/logs/download": {("start", "is after end")},
+    "POST /api/secrets": {("name", "already exists"), ("allowed_groups", "unknown groups")},
+    "PATCH /api/secrets/{name}": {("allowed_groups", "unknown groups")},
 }
 
 
@@ -47,6 +53,22 @@ def accepts_valid_data(ctx: Any, response: Any, case: Any) -> bool | None:
     return checks.positive_data_acceptance(ctx, response, case)
 
 
+def never_shows_a_value(ctx: Any, response: Any, case: Any) -> bool | None:
+    """No response holds a secret's value: the stored one, nor the one this request sent."""
+    body = case.body if isinstance(case.body, dict) else {}
+    values = {STORED_VALUE}
+    sent = body.get("value")
+    # Unless the request put the same text elsewhere (a name is echoed in its errors).
+    elsewhere = json.dumps([v for k, v in body.items() if k != "value"]) + str(case.path_parameters)
+    if isinstance(sent, str) and len(sent) >= 8 and sent not in elsewhere:
+        values.add(sent)
+    for value in values:
+        for form in (value, json.dumps(value)[1:-1]):  # as is, and as JSON escapes it
+            if form.encode(errors="surrogatepass") in response.content:  # downloads may be binary
+                raise AssertionError(f"a secret's value is in the response: {response.content[:200]!r}")
+    return None
+
+
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
@@ -58,17 +80,23 @@ CHECKS = [
     checks.missing_required_header,
     checks.unsupported_method,
     checks.ignored_auth,
+    never_shows_a_value,
 ]
 
 
 @pytest.fixture
 def token(transactional_db: None) -> str:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Group, User
 
     user = User.objects.create_superuser("schemathesis", "st@example.com", None)
     for slug in ("login", "submit"):
         Workflow.objects.create(slug=slug, name=slug, command=["true"])
     Chain.objects.create_with_steps("nightly", "Nightly", ["login", "submit"])
+    Group.objects.create(name="operators")  # the example of a secret's allowed_groups
+    secret = Secret(name="ERP_PASSWORD")  # the example name of /api/secrets/{name}
+    secret.value = STORED_VALUE
+    secret.save()
+    Workflow.objects.get(slug="login").secrets.add(secret)
     return ApiToken.objects.issue(user, "schemathesis")[1]
 
 
