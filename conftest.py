@@ -17,6 +17,14 @@ settings.register_profile(
 settings.load_profile("default")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Fast password hashing in this process (settings.py does it for the processes tests start,
+    from RPA_TEST_FAST_HASHER; here the database is not yet the test database it checks for)."""
+    from django.conf import settings as django_settings
+
+    django_settings.PASSWORD_HASHERS = django_settings.TEST_PASSWORD_HASHERS
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _flush_logs_in_the_calling_thread() -> None:
     """The database log handler's background flusher would write on its own

@@ -162,6 +162,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Tests only: MD5 instead of PBKDF2, because hashing test users' passwords was 40 % of a test
+# run. conftest.py sets this for pytest itself; rpa_monitor/pytest_plugin.py sets
+# RPA_TEST_FAST_HASHER=1 for the processes tests start, and it is honoured only against a
+# database named test_* (Django's test databases), so a deployment cannot turn it on by accident.
+TEST_PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+_on_a_test_database = Path(str(DATABASES["default"]["NAME"])).name.startswith("test_")
+if env_bool("RPA_TEST_FAST_HASHER", False) and _on_a_test_database:
+    PASSWORD_HASHERS = TEST_PASSWORD_HASHERS
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True

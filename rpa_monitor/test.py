@@ -16,7 +16,10 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
 def database_env() -> dict[str, str]:
-    """Environment that points a child process at the database this test uses."""
+    """Environment that points a child process at the database this test uses.
+
+    It is this process's environment, so the child also shares this test process's RPA_DATA_DIR
+    (one per pytest-xdist worker, see rpa_monitor/pytest_plugin.py)."""
     env = dict(os.environ)
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -30,6 +33,8 @@ def database_env() -> dict[str, str]:
             f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
         )
     env["DJANGO_SETTINGS_MODULE"] = "rpa_monitor.settings"
+    # The child hashes and checks passwords as this process does (settings.py: test databases only).
+    env["RPA_TEST_FAST_HASHER"] = "1"
     return env
 
 

@@ -27,6 +27,15 @@ def validation_errors(instance: Workflow | Chain) -> dict[str, list[str]]:
     return excinfo.value.message_dict
 
 
+def stored_fields(instance: Workflow) -> dict[str, Any]:
+    """The values a person gives a workflow (every editable column)."""
+    return {
+        f.attname: f.value_from_object(instance)
+        for f in Workflow._meta.concrete_fields
+        if f.editable and not f.primary_key
+    }
+
+
 def command(slug: str, *argv: str) -> Workflow:
     return Workflow.objects.create(slug=slug, name=slug, command=list(argv))
 
@@ -45,7 +54,10 @@ def command(slug: str, *argv: str) -> Workflow:
     ],
 )
 def test_it_accepts_valid_workflows(instance: Workflow) -> None:
-    instance.full_clean()
+    given = stored_fields(instance)
+    instance.full_clean()  # a refusal raises ValidationError
+    instance.save()
+    assert stored_fields(Workflow.objects.get(slug=instance.slug)) == given
 
 
 @pytest.mark.django_db

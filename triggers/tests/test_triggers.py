@@ -69,7 +69,12 @@ def test_it_accepts_valid_configs_of_every_type(workflow: Workflow, tmp_path: Pa
         (Trigger.Type.FILE, {"path": str(tmp_path), "pattern": "*.csv", "settle_seconds": 5}),
         (Trigger.Type.MANUAL, {}),
     ]:
-        Trigger(name="t", trigger_type=trigger_type, workflow=workflow, config=config).full_clean()
+        trigger = Trigger(name="t", trigger_type=trigger_type, workflow=workflow, config=config)
+        trigger.full_clean()  # a refusal raises ValidationError
+        trigger.save()
+        stored = Trigger.objects.get(pk=trigger.pk)
+        assert (stored.trigger_type, stored.config, stored.workflow) == (trigger_type, config, workflow)
+    assert Trigger.objects.count() == 6
 
 
 @pytest.mark.parametrize(
@@ -154,7 +159,11 @@ def test_it_requires_exactly_one_target_in_clean(workflow: Workflow, chain: Chai
 
 
 def test_it_accepts_a_chain_as_the_only_target(chain: Chain) -> None:
-    Trigger(name="t", trigger_type=Trigger.Type.MANUAL, chain=chain).full_clean()
+    trigger = Trigger(name="t", trigger_type=Trigger.Type.MANUAL, chain=chain)
+    trigger.full_clean()  # a refusal raises ValidationError
+    trigger.save()
+    stored = Trigger.objects.get(pk=trigger.pk)
+    assert (stored.chain, stored.workflow) == (chain, None)
 
 
 def test_it_lets_the_database_refuse_both_targets(workflow: Workflow, chain: Chain) -> None:
