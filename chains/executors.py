@@ -52,7 +52,7 @@ PROGRESS_SECONDS = 1.0
 # With nothing new in the spool, look again after at most this long.
 IDLE_SECONDS = 0.1
 # Spool bytes read per stream between two looks at the clock (heartbeat, timeout, flush).
-READ_BUDGET = 1 << 20
+READ_BUDGET = 1 << 18
 READ_CHUNK = 1 << 16
 # After SIGKILL, how long to wait for a process group to disappear (a process stuck in
 # uninterruptible sleep may never): then the rest of its output is read anyway.
@@ -155,6 +155,12 @@ class SpoolReader:
             for line, size, after in feed(data):
                 sink(line, size, timestamp, after)
         return total
+
+    def backlog(self) -> int:
+        """Bytes the bot has written that are not read yet."""
+        if self.fd is None:
+            return 0
+        return os.fstat(self.fd).st_size - os.lseek(self.fd, 0, os.SEEK_CUR)
 
     def read_to_end(self) -> None:
         """Everything, the last line too (call it once nothing writes the file any more)."""
@@ -567,6 +573,7 @@ def supervise(
     while True:
         read = sum(reader.read() for reader in readers)
         now = time.monotonic()
+        _throttle(proc.pid, clock, sum(reader.backlog() for reader in readers))
         if clock.exited_at is None and proc.poll() is not None:
             # The bot ended: so does whatever it left running in its group, whatever its outcome.
             clock.exited_at = now
@@ -599,6 +606,7 @@ class _Clock:
     timed_out: bool = False  # the group was told to stop (timeout, or the run was finished elsewhere)
     stopped: bool = False  # ... because the run was finished elsewhere
     term_sent: bool = False
+    throttled: bool = False  # the group is stopped (SIGSTOP) until the spool backlog is read
     kill_at: float | None = None
     killed_at: float | None = None
     next_beat: float = 0.0
@@ -625,6 +633,19 @@ class _Clock:
         if writer.progress != self.progress_written:
             due.append(self.progress_at + PROGRESS_SECONDS)
         return min(IDLE_SECONDS, max(0.0, min(due) - now))
+
+
+def _throttle(pgid: int, clock: _Clock, backlog: int) -> None:
+    """Flow control, as a full pipe gave: a bot that prints faster than its lines are stored is
+    stopped (SIGSTOP to its group) once RPA_SPOOL_MAX_BACKLOG_BYTES are unread, and continued
+    at half of that. Without it a firehose fills the disk and its run outlasts the bot by hours.
+    A group told to end is never stopped again (see `_kill_group`: SIGTERM comes with SIGCONT)."""
+    limit = settings.RPA_SPOOL_MAX_BACKLOG_BYTES
+    if not clock.throttled and backlog > limit and not clock.term_sent and clock.exited_at is None:
+        clock.throttled = _kill_group(pgid, signal.SIGSTOP)
+    elif clock.throttled and (backlog <= limit // 2 or clock.term_sent):
+        _kill_group(pgid, signal.SIGCONT)
+        clock.throttled = False
 
 
 def _begin_stop(pgid: int, clock: _Clock, now: float) -> None:
@@ -677,6 +698,8 @@ def _kill_group(pgid: int, sig: int) -> bool:
     """Signal a process group; False when it has no process left."""
     try:
         os.killpg(pgid, sig)
+        if sig == signal.SIGTERM:
+            os.killpg(pgid, signal.SIGCONT)  # a throttled (stopped) process acts on SIGTERM once continued
     except ProcessLookupError:
         return False
     except PermissionError:

@@ -219,6 +219,9 @@ RPA_MAX_LINE_BYTES = env_int("RPA_MAX_LINE_BYTES", 64 * 1024)
 # Bot output is written to the database in batches of this many lines or this often.
 RPA_LOG_BATCH_SIZE = env_int("RPA_LOG_BATCH_SIZE", 2000)
 RPA_LOG_FLUSH_SECONDS = float(os.environ.get("RPA_LOG_FLUSH_SECONDS", "0.5"))
+# A bot is paused (SIGSTOP) while this many bytes of its output spool are not stored yet, as a
+# full pipe used to hold it; continued at half of it. Bounds the disk a firehose bot can fill.
+RPA_SPOOL_MAX_BACKLOG_BYTES = env_int("RPA_SPOOL_MAX_BACKLOG_BYTES", 16 * 1024 * 1024)
 # The only names of the worker's environment a `command` bot gets (besides its run variables,
 # its workflow's environment and the trace context): never SECRET_KEY, DATABASE_URL, EMAIL_*.
 RPA_BOT_ENV_PASSTHROUGH = env_list(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -135,3 +136,49 @@ def test_resuming_at_any_stored_offset_yields_exactly_the_lines_after_it(lines, 
         resumed = LineSplitter(limit=16, offset=after)
         rest = [*resumed.feed(stream[after:]), *resumed.finish()]
         assert rest == seen[index + 1 :]
+
+
+def _stopped_bots(marker: str) -> int:
+    """How many live processes whose command line holds `marker` are stopped (state T)."""
+    stopped = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b") ", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in cmdline and state == b"T":
+            stopped += 1
+    return stopped
+
+
+def test_it_pauses_a_bot_that_prints_faster_than_its_lines_are_stored(db: None, settings) -> None:
+    settings.RPA_SPOOL_MAX_BACKLOG_BYTES = 64 * 1024
+    lines, marker = 200_000, "firehose-throttle-marker"
+    # Steady output, far faster than it is stored, for a few seconds.
+    code = (
+        f"# {marker}\nimport sys, time\nfor i in range({lines}):\n    sys.stdout.write(f'line {{i}}\\n')\n"
+        "    if i % 1000 == 999:\n        time.sleep(0.01)\n"
+    )
+    workflow = Workflow.objects.create(slug="firehose-throttle", name="Firehose", command=[PY, "-c", code])
+    seen_stopped: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen_stopped.append(_stopped_bots(marker))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = run_workflow(workflow)
+    finally:
+        done.set()
+        watcher.join()
+    assert run.status == RunStatus.SUCCESS
+    assert LogEntry.objects.filter(run=run, component="bot").count() == lines
+    assert max(seen_stopped) == 1  # it was held while its backlog was read ...
+    assert _stopped_bots(marker) == 0  # ... and nothing is left stopped
