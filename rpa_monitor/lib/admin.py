@@ -21,7 +21,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from rpa_monitor.lib.dates import parse_bound
-from rpa_monitor.lib.limits import json_problem
+from rpa_monitor.lib.limits import MAX_JSON_DEPTH, json_problem
 from rpa_monitor.lib.text import SURROGATES
 
 STATUS_COLOURS = {
@@ -101,7 +101,11 @@ class SafeJSONField(forms.JSONField):
     def to_python(self, value: Any) -> Any:
         try:
             parsed = super().to_python(value)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            # json.loads gives up where Python's stack ends, which depends on how deep the
+            # request already is: far beyond what json_problem allows either way.
+            raise ValidationError(f"nested deeper than {MAX_JSON_DEPTH} levels", code="invalid") from None
+        except ValueError:
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         problem = json_problem(parsed)  # NaN, Infinity, 1e400 or nesting no database stores
         if problem:
