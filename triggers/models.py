@@ -100,8 +100,10 @@ class Trigger(models.Model):
         if bool(self.workflow_id) == bool(self.chain_id):
             errors["workflow"] = "Choose exactly one target: a workflow or a chain."
         # rpa_monitor.lib.limits: NaN, 1e400, nested too deep, params too big for RPA_PARAMS.
-        unfit = json_problem(self.config)
-        errors.update({"config": unfit} if unfit else config_errors(self.trigger_type, self.config))
+        # The config's own checks first: they name the key (or the config as a whole).
+        config = config_errors(self.trigger_type, self.config)
+        unfit = None if config else json_problem(self.config)
+        errors.update({"config": unfit} if unfit else config)
         params = params_problem(self.params)
         if params:
             errors["params"] = params
