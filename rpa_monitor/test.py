@@ -58,6 +58,17 @@ def start_manage(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
+    """SIGTERM a process a test started, SIGKILL it after `grace` seconds, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_for_running_run(workflow_slug: str, seconds: float = 10.0) -> Any:
     """The workflow's run once it is `running` (its bot started); AssertionError after `seconds`."""
     from chains.models import RunStatus, WorkflowRun

@@ -37,7 +37,7 @@ from alerts.models import Alert, AlertRule, Delivery, NotificationChannel
 from alerts.tests.servers import RecordingHTTPServer
 from chains.models import Chain, ChainRun, RunStatus, Workflow, WorkflowRun
 from rpa_monitor.demo import DEMO_CHAIN_SLUG, load_demo
-from rpa_monitor.test import manage, start_manage
+from rpa_monitor.test import manage, start_manage, stop_process
 from triggers.models import Trigger
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -88,13 +88,7 @@ class Child:
             self.output.append(line.decode(errors="replace").rstrip())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def tail(self, lines: int = 30) -> str:
         return f"--- {self.name} (exit {self.process.poll()}):\n" + "\n".join(self.output[-lines:])

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 
-from rpa_monitor.test import MANAGE, database_env
+from rpa_monitor.test import MANAGE, database_env, stop_process
 
 BASE_DIR = Path(settings.BASE_DIR)
 # The web server exactly as ./scripts/serve and deploy/rpa-monitor-web.service start it.
@@ -99,13 +99,7 @@ class Server:
         assert wait_for(listening, seconds), f"not listening on {self.port}\n{self.output()}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_server(argv: list[str], env: dict[str, str], log: Path) -> Server:
