@@ -12,7 +12,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from alerts.models import HTTP_KINDS, Alert, AlertRule, Delivery, NotificationChannel
+from alerts.models import (
+    HTTP_KINDS,
+    SECRET_MAX_CHARS,
+    TARGET_MAX_CHARS,
+    Alert,
+    AlertRule,
+    Delivery,
+    NotificationChannel,
+)
 from chains.admin import CreatedRangeFilter
 from rpa_monitor.lib.admin import (
     BadInputGuard,
@@ -92,7 +100,7 @@ class WriteOnlyInput(forms.TextInput):
 
 
 CREDENTIAL_FIELDS = ["target", "secret"]
-TARGET_MAX_LENGTH = NotificationChannel._meta.get_field("target").max_length
+TARGET_MAX_LENGTH = TARGET_MAX_CHARS
 
 
 class ChannelForm(forms.ModelForm):
@@ -109,7 +117,7 @@ class ChannelForm(forms.ModelForm):
         help_text=NotificationChannel._meta.get_field("target").help_text,
     )
     secret = forms.CharField(
-        max_length=NotificationChannel._meta.get_field("secret").max_length,
+        max_length=SECRET_MAX_CHARS,
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),

@@ -15,7 +15,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alerts import egress
+from credentials import vault
 from rpa_monitor.lib.text import unstorable_fields
+
+# What a channel's credentials may hold as typed; stored sealed (encrypted) they take more room.
+TARGET_MAX_CHARS = 1000
+SECRET_MAX_CHARS = 200
+# Marks a sealed value (Fernet token, keys from RPA_SECRET_KEYS) in the target and secret columns.
+SEALED = "enc:"
 
 QUIET_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)\Z")
 HTTP_URL = URLValidator(schemes=["http", "https"])
@@ -30,13 +37,13 @@ class NotificationChannel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    target = models.CharField(
-        max_length=1000,
+    # Sealed for HTTP kinds (a webhook URL can carry its token); an email channel's addresses
+    # stay plain, so the admin can search them.
+    target = models.TextField(
         help_text="Email: one or more addresses, comma-separated. Others: the URL to POST to "
         "(PagerDuty: the Events v2 endpoint, e.g. https://events.pagerduty.com/v2/enqueue).",
     )
-    secret = models.CharField(
-        max_length=200,
+    secret = models.TextField(  # always sealed
         blank=True,
         help_text="Webhook: the HMAC-SHA256 key for X-RPA-Signature. PagerDuty: the routing key.",
     )
@@ -49,8 +56,18 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Whoever set the fields (set_secret, a plain keyword in create()), they are sealed here.
+        self.secret = _sealed(self.secret)
+        self.target = _sealed(self.target) if self.target_is_credential else self.get_target()
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         errors = unstorable_fields(self)
+        if len(self.get_target()) > TARGET_MAX_CHARS:
+            errors["target"] = f"Ensure this value has at most {TARGET_MAX_CHARS} characters."
+        if len(self.get_secret()) > SECRET_MAX_CHARS:
+            errors["secret"] = f"Ensure this value has at most {SECRET_MAX_CHARS} characters."
         if "target" not in errors:
             errors.update(_target_errors(self.kind, self.get_target()))
         if self.kind == self.Kind.PAGERDUTY and not self.get_secret():
@@ -61,17 +78,17 @@ class NotificationChannel(models.Model):
     # -- credentials -------------------------------------------------------------------
     # `secret` (the HMAC key, the PagerDuty routing key) and an HTTP `target` (a Slack
     # webhook's path is its token) are credentials: write-only in the admin, never shown
-    # back. Everything reads and writes them through these four methods, so encrypting
-    # them at rest (credentials/, RPA_SECRET_KEYS) changes only these.
+    # back. Everything reads and writes them through these four methods; `save` seals them
+    # at rest with the keys of the secrets store (credentials.vault, RPA_SECRET_KEYS).
 
     def get_secret(self) -> str:
-        return self.secret
+        return _opened(self.secret, f"of channel {self.name}")
 
     def set_secret(self, value: str) -> None:
         self.secret = value
 
     def get_target(self) -> str:
-        return self.target
+        return _opened(self.target, f"target of channel {self.name}")
 
     def set_target(self, value: str) -> None:
         self.target = value
@@ -98,6 +115,37 @@ class NotificationChannel(models.Model):
 HTTP_KINDS = frozenset(
     {NotificationChannel.Kind.WEBHOOK, NotificationChannel.Kind.SLACK, NotificationChannel.Kind.PAGERDUTY}
 )
+
+
+def _sealed(value: str) -> str:
+    return value if not value or value.startswith(SEALED) else SEALED + vault.encrypt(value)
+
+
+def _opened(value: str, what: str) -> str:
+    """A sealed value decrypted (SecretDecryptionError naming `what` if no key can); a plain one as is."""
+    return vault.decrypt(value[len(SEALED) :], what) if value.startswith(SEALED) else value
+
+
+def reseal_channels() -> int:
+    """Seal every channel credential with the first key of RPA_SECRET_KEYS (`rotate_secrets`);
+    all or nothing: raises SecretDecryptionError naming what no key decrypts. Returns how many."""
+    with transaction.atomic():
+        locked = NotificationChannel.objects.select_for_update()
+        channels = list(locked.only("pk", "name", "target", "secret"))
+        failed = []
+        for channel in channels:
+            for field in ("target", "secret"):
+                value = getattr(channel, field)
+                if value.startswith(SEALED):
+                    try:
+                        value = SEALED + vault.reencrypt(value[len(SEALED) :], channel.name)
+                    except vault.SecretDecryptionError:
+                        failed.append(f"{field} of channel {channel.name}")
+                    setattr(channel, field, value)
+        if failed:
+            raise vault.SecretDecryptionError(", ".join(failed))
+        NotificationChannel.objects.bulk_update(channels, ["target", "secret"], batch_size=500)
+    return len(channels)
 
 
 def _target_errors(kind: str, target: str) -> dict[str, str]:

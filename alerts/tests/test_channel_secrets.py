@@ -8,6 +8,7 @@ import hmac
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -157,3 +158,25 @@ def test_it_still_signs_with_the_stored_secret_after_a_blank_save(http_server: R
     expected = "sha256=" + hmac.new(b"s3cret", request.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(request.headers["X-RPA-Signature"], expected)
     assert request.path == "/hook"
+
+
+def _raw(channel: NotificationChannel) -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT target, secret FROM alerts_notificationchannel WHERE id = %s", [channel.pk])
+        target, secret = cursor.fetchone()
+    return str(target), str(secret)
+
+
+def test_it_stores_the_secret_and_http_targets_encrypted(channels: dict[str, NotificationChannel]) -> None:
+    for channel in channels.values():
+        raw = " ".join(_raw(channel))
+        assert not any(piece in raw for piece in CREDENTIALS), channel.kind
+        if channel.kind in ("webhook", "slack", "pagerduty"):
+            assert raw.startswith("enc:")
+    fresh = NotificationChannel.objects.get(pk=channels["webhook"].pk)
+    assert (fresh.get_target(), fresh.get_secret()) == (WEBHOOK_URL, WEBHOOK_SECRET)
+
+
+def test_it_keeps_email_addresses_plain_so_they_can_be_searched() -> None:
+    mail = NotificationChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+    assert _raw(mail) == ("ops@example.com", "")

@@ -31,7 +31,10 @@ def rotate_secrets(*keys: str) -> subprocess.CompletedProcess[str]:
 def test_it_reencrypts_every_secret_with_the_new_first_key(settings: Any) -> None:
     secrets = [make_secret(f"TOKEN_{i}", f"token-value-{i}") for i in range(2)]
     done = rotate_secrets(KEY_B, KEY_A)
-    assert (done.returncode, done.stdout.strip()) == (0, "re-encrypted 2 secret(s) with the first key")
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        "re-encrypted 2 secret(s) and 0 channel(s) with the first key",
+    )
     assert [Fernet(KEY_B).decrypt(raw_ciphertext(s).encode()) for s in secrets] == [
         b"token-value-0",
         b"token-value-1",
@@ -48,3 +51,20 @@ def test_it_fails_naming_the_secrets_no_key_decrypts() -> None:
     assert "LOST_TOKEN cannot be decrypted" in done.stderr
     assert "nothing was re-encrypted" in done.stderr
     assert raw_ciphertext(secret) == before
+
+
+def test_it_reseals_the_channel_credentials_with_the_new_first_key(settings: Any) -> None:
+    from alerts.models import NotificationChannel
+
+    settings.RPA_SECRET_KEYS = [KEY_A]
+    NotificationChannel.objects.create(
+        name="hook", kind="webhook", target="https://hooks.example.com/in", secret="hmac-key-1"
+    )
+    done = rotate_secrets(KEY_B, KEY_A)
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        "re-encrypted 0 secret(s) and 1 channel(s) with the first key",
+    )
+    settings.RPA_SECRET_KEYS = [KEY_B]  # the old key is gone: the channel still reads
+    hook = NotificationChannel.objects.get(name="hook")
+    assert (hook.get_target(), hook.get_secret()) == ("https://hooks.example.com/in", "hmac-key-1")
