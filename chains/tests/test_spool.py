@@ -156,11 +156,13 @@ def _stopped_bots(marker: str) -> int:
 
 def test_it_pauses_a_bot_that_prints_faster_than_its_lines_are_stored(db: None, settings) -> None:
     settings.RPA_SPOOL_MAX_BACKLOG_BYTES = 64 * 1024
-    lines, marker = 200_000, "firehose-throttle-marker"
-    # Steady output, far faster than it is stored, for a few seconds.
+    lines, marker = 100_000, "firehose-throttle-marker"
+    # A burst far beyond the limit, then the bot stays alive: it is stopped while the burst is
+    # stored (whatever the machine's speed, 256 KiB are read long before its sleep ends).
     code = (
-        f"# {marker}\nimport sys, time\nfor i in range({lines}):\n    sys.stdout.write(f'line {{i}}\\n')\n"
-        "    if i % 1000 == 999:\n        time.sleep(0.01)\n"
+        f"# {marker}\nimport sys, time\n"
+        f"sys.stdout.write(''.join(f'line {{i}}\\n' for i in range({lines})))\n"
+        "sys.stdout.flush()\ntime.sleep(4)\n"
     )
     workflow = Workflow.objects.create(slug="firehose-throttle", name="Firehose", command=[PY, "-c", code])
     seen_stopped: list[int] = []
