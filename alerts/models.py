@@ -132,18 +132,18 @@ def reseal_channels() -> int:
     with transaction.atomic():
         locked = NotificationChannel.objects.select_for_update()
         channels = list(locked.only("pk", "name", "target", "secret"))
-        failed = []
-        for channel in channels:
-            for field in ("target", "secret"):
-                value = getattr(channel, field)
-                if value.startswith(SEALED):
-                    try:
-                        value = SEALED + vault.reencrypt(value[len(SEALED) :], channel.name)
-                    except vault.SecretDecryptionError:
-                        failed.append(f"{field} of channel {channel.name}")
-                    setattr(channel, field, value)
-        if failed:
-            raise vault.SecretDecryptionError(", ".join(failed))
+        sealed = [
+            (channel, field)
+            for channel in channels
+            for field in ("target", "secret")
+            if getattr(channel, field).startswith(SEALED)
+        ]
+        tokens = vault.reencrypt_each(
+            (getattr(channel, field)[len(SEALED) :], f"{field} of channel {channel.name}")
+            for channel, field in sealed
+        )
+        for (channel, field), token in zip(sealed, tokens, strict=True):
+            setattr(channel, field, SEALED + token)
         NotificationChannel.objects.bulk_update(channels, ["target", "secret"], batch_size=500)
     return len(channels)
 

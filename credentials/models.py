@@ -55,14 +55,9 @@ class SecretQuerySet(models.QuerySet["Secret"]):
         """
         with transaction.atomic():
             secrets = list(self.select_for_update().only("pk", "name", "ciphertext"))
-            failed = []
-            for secret in secrets:
-                try:
-                    secret.ciphertext = vault.reencrypt(secret.ciphertext, secret.name)
-                except vault.SecretDecryptionError:
-                    failed.append(secret.name)
-            if failed:
-                raise vault.SecretDecryptionError(", ".join(failed))
+            tokens = vault.reencrypt_each((secret.ciphertext, secret.name) for secret in secrets)
+            for secret, token in zip(secrets, tokens, strict=True):
+                secret.ciphertext = token
             Secret.objects.bulk_update(secrets, ["ciphertext"], batch_size=500)
         return len(secrets)
 

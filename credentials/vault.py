@@ -124,6 +124,20 @@ def reencrypt(token: str, name: str) -> str:
         raise SecretDecryptionError(name) from None
 
 
+def reencrypt_each(tokens: Iterable[tuple[str, str]]) -> list[str]:
+    """Each (token, name) re-encrypted with the first key, in order; all or nothing:
+    SecretDecryptionError naming every one no key decrypts (`rotate_secrets`)."""
+    done, failed = [], []
+    for token, name in tokens:
+        try:
+            done.append(reencrypt(token, name))
+        except SecretDecryptionError:
+            failed.append(name)
+    if failed:
+        raise SecretDecryptionError(", ".join(failed))
+    return done
+
+
 # -- values --------------------------------------------------------------------
 
 
