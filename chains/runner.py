@@ -256,15 +256,16 @@ def resume_chain_run(chain_run: ChainRun, *, requested_by: User = None) -> Chain
             f"chain run {chain_run.pk} is {chain_run.status}; only a failed or cancelled run with a "
             "failure point can be resumed"
         )
-    resumed = ChainRun.objects.create(
-        chain=chain_run.chain,
-        params=chain_run.params,
-        requested_by=real_user(requested_by),
-        total_steps=chain_run.total_steps,
-        start_position=chain_run.failed_step or 1,
-        resumed_from=chain_run,
-    )
-    enqueue_run(resumed)  # in the caller's transaction, if any (the API's); else the tick's sweep
+    with transaction.atomic():  # the run and its task as one unit, as in enqueue_chain
+        resumed = ChainRun.objects.create(
+            chain=chain_run.chain,
+            params=chain_run.params,
+            requested_by=real_user(requested_by),
+            total_steps=chain_run.total_steps,
+            start_position=chain_run.failed_step or 1,
+            resumed_from=chain_run,
+        )
+        enqueue_run(resumed)
     return resumed
 
 
