@@ -149,13 +149,12 @@ def _lost_in_database(run_task: Task[[int], str], runs: Sequence[Run]) -> dict[R
     for run, task_id in ids.items():
         if task_id is None:
             # Queued before tasks were recorded on runs: adopt its task if there is one.
-            task_id = _find_task_row(run_task, run)
-            if task_id is not None:
-                _record_task(run, str(task_id))
-                statuses[task_id] = DBTaskResult.objects.get(pk=task_id).status
-            else:
+            found = _find_task_row(run_task, run)
+            if found is None:
                 lost[run] = "no task was ever enqueued for it"
                 continue
+            task_id, statuses[task_id] = found
+            _record_task(run, str(task_id))
         status = statuses.get(task_id)
         if status is None:
             lost[run] = f"its task {task_id} is missing from the task backend"
@@ -164,9 +163,10 @@ def _lost_in_database(run_task: Task[[int], str], runs: Sequence[Run]) -> dict[R
     return lost
 
 
-def _find_task_row(run_task: Task[[int], str], run: Run) -> uuid.UUID | None:
+def _find_task_row(run_task: Task[[int], str], run: Run) -> tuple[uuid.UUID, str] | None:
+    """(id, status) of the newest task row for `run`, if there is one."""
     rows = DBTaskResult.objects.filter(task_path=run_task.module_path, args_kwargs__args__0=run.pk)
-    return rows.order_by("-enqueued_at").values_list("id", flat=True).first()
+    return rows.order_by("-enqueued_at").values_list("id", "status").first()
 
 
 def _lost_elsewhere(run_task: Task[[int], str], run: Run) -> str:
