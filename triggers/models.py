@@ -219,6 +219,8 @@ def is_under(resolved: str, roots: list[str]) -> bool:
 
 def outside_roots(path: str, roots: list[str] | None = None) -> str:
     """Why `path` may not be read ("" when it may): resolved (.., symlinks), it lies under no root."""
+    if "\x00" in path:
+        return "the path holds a NUL"  # no file has such a name (and realpath refuses it)
     roots = file_trigger_roots() if roots is None else roots
     resolved = os.path.realpath(path)
     if is_under(resolved, roots):

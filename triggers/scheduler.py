@@ -325,7 +325,7 @@ def scan_directory(trigger: Trigger, now: datetime) -> list[TriggerFire]:
     directory, pattern = str(config.get("path", "")), str(config.get("pattern") or "*")
     settle = timedelta(seconds=float(config.get("settle_seconds", 0)))
     roots = file_trigger_roots()
-    outside = outside_roots(directory, roots) if "\x00" not in directory else "the path holds a NUL"
+    outside = outside_roots(directory, roots)
     if outside:
         fire = _report_problem(trigger, f"not scanned: {outside}", now)
         return [fire] if fire else []
@@ -388,16 +388,7 @@ def _record_link_out(
             elif not SeenFile.objects.filter(pk=row.pk).exclude(size=SeenFile.NOT_READ).update(**not_read):
                 return None  # another tick recorded it
             detail = f"skipped {path}: a symlink to {target}, outside RPA_FILE_TRIGGER_ROOTS (not read)"
-            log.warning(f"trigger {trigger.pk} ({trigger.name}): {detail}", trigger_id=trigger.pk)
-            fire = TriggerFire(
-                trigger=trigger,
-                due_at=now,
-                fired_at=now,
-                outcome=TriggerFire.Outcome.SKIPPED,
-                detail=detail,
-                host=_host(),
-            )
-            _save_fire(fire, unique_slot=False)
+            fire = _record_fire(trigger, TriggerFire.Outcome.SKIPPED, detail, now)
             SeenFile.objects.filter(pk=row.pk).update(fire=fire)
     except IntegrityError:
         return None  # another tick saw it at the same moment
@@ -458,16 +449,16 @@ def _report_problem(trigger: Trigger, problem: str, now: datetime) -> TriggerFir
         if not changed:
             return None
         trigger.problem = stored
-        log.warning(f"trigger {trigger.pk} ({trigger.name}): {problem}", trigger_id=trigger.pk)
-        fire = TriggerFire(
-            trigger=trigger,
-            due_at=now,
-            fired_at=now,
-            outcome=TriggerFire.Outcome.ERROR,
-            detail=problem,
-            host=_host(),
-        )
-        return _save_fire(fire, unique_slot=False)
+        return _record_fire(trigger, TriggerFire.Outcome.ERROR, problem, now)
+
+
+def _record_fire(trigger: Trigger, outcome: str, detail: str, now: datetime) -> TriggerFire:
+    """A fire that stands for no schedule slot (an error, a skipped file), logged and saved."""
+    log.warning(f"trigger {trigger.pk} ({trigger.name}): {detail}", trigger_id=trigger.pk)
+    fire = TriggerFire(
+        trigger=trigger, due_at=now, fired_at=now, outcome=outcome, detail=detail, host=_host()
+    )
+    return _save_fire(fire, unique_slot=False)
 
 
 # -- bookkeeping --------------------------------------------------------------
